@@ -1,0 +1,20 @@
+//! The pure core of rvs: the IPVS object model, all fourteen IPVS schedulers,
+//! the connection table with the IPVS protocol state machines, persistence
+//! templates, statistics and the rate estimator.
+//!
+//! Nothing here performs I/O, reads a clock or draws randomness: time is a
+//! parameter (milliseconds of a monotonic clock chosen by the caller) and
+//! random sources and hash keys are handed in. The same inputs therefore give
+//! the same decisions, which is what lets `rvsadm replay` act as the
+//! conformance harness of this crate.
+//!
+//! Panics: no public function panics on any input; invalid requests return
+//! [`error::Error`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod model;
+pub mod sched;
+pub mod state;
+pub mod stats;
+pub mod timer;

@@ -1,0 +1,3 @@
+//! A hashed timer wheel in virtual time.
+//!
+//! STUB: signatures fixed, bodies to be written.
