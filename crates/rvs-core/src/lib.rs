@@ -18,3 +18,5 @@ pub mod sched;
 pub mod state;
 pub mod stats;
 pub mod timer;
+pub mod conn;
+pub mod director;

@@ -657,7 +657,8 @@ pub fn validate_dest(svc: &ServiceKey, dest: &DestConfig) -> Result<(), ModelErr
     if dest.weight > MAX_WEIGHT {
         return Err(ModelError::BadWeight);
     }
-    if dest.l_threshold > dest.u_threshold && dest.u_threshold != 0 {
+    // The kernel refuses l > u even when u is 0 (no upper threshold).
+    if dest.l_threshold > dest.u_threshold {
         return Err(ModelError::ThresholdRange);
     }
     if let Some(t) = tunnel {

@@ -214,3 +214,5 @@ pub trait Scheduler: Send + fmt::Debug {
     /// after the change.
     fn on_change(&mut self, dests: Dests<'_>, change: DestChange);
 }
+mod stub;
+pub use stub::build;
