@@ -434,7 +434,9 @@ impl Core {
 
     fn dest_refs(&self, dest: DestId) -> u64 {
         let st = &self.status[dest.index()];
-        u64::from(st.active) + u64::from(st.inactive) + u64::from(self.info[dest.index()].persistent)
+        u64::from(st.active)
+            + u64::from(st.inactive)
+            + u64::from(self.info[dest.index()].persistent)
     }
 
     /// Counts a new connection on its destination, its service and globally.
@@ -774,7 +776,10 @@ impl<A: Addr> Flows<'_, A> {
             vaddr: tvaddr,
             vport: tvport,
         };
-        let found = self.table.lookup(&tkey).filter(|&ct| self.check_template(ct));
+        let found = self
+            .table
+            .lookup(&tkey)
+            .filter(|&ct| self.check_template(ct));
         let (ct, dest) = match found {
             Some(ct) => (ct, self.table.get(ct).dest),
             None => {
@@ -890,9 +895,7 @@ impl<A: Addr> Flows<'_, A> {
             let s = TcpState::from_index(c.state);
             s == Some(TcpState::TimeWait)
                 || s == Some(TcpState::Close)
-                || (mode & 2 != 0
-                    && s == Some(TcpState::FinWait)
-                    && c.flags & cf::NOOUTPUT != 0)
+                || (mode & 2 != 0 && s == Some(TcpState::FinWait) && c.flags & cf::NOOUTPUT != 0)
         } else {
             false
         }
@@ -1261,8 +1264,8 @@ impl Director {
             services, status, ..
         } = &mut self.core;
         let svc = services[slot].as_mut().expect("live service slot");
-        let rebind = svc.config.scheduler != cfg.scheduler
-            || svc.config.mh_table_size != cfg.mh_table_size;
+        let rebind =
+            svc.config.scheduler != cfg.scheduler || svc.config.mh_table_size != cfg.mh_table_size;
         if rebind {
             svc.sched = sched::build(
                 cfg.scheduler,
@@ -1311,7 +1314,11 @@ impl Director {
 
     /// `-D`: deletes a service; its destinations go to the trash.
     pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), CtlError> {
-        let slot = self.core.by_key.remove(key).ok_or(CtlError::NoSuchService)?;
+        let slot = self
+            .core
+            .by_key
+            .remove(key)
+            .ok_or(CtlError::NoSuchService)?;
         while !self.core.service(slot).order.is_empty() {
             self.unlink_dest(slot, 0, false);
         }
@@ -1454,7 +1461,9 @@ impl Director {
             .by_key
             .get(key)
             .ok_or(CtlError::ServiceNotDefined)?;
-        let pos = self.find_dest(slot, addr, port).ok_or(CtlError::NoSuchDest)?;
+        let pos = self
+            .find_dest(slot, addr, port)
+            .ok_or(CtlError::NoSuchDest)?;
         self.unlink_dest(slot, pos, true);
         Ok(())
     }

@@ -13,10 +13,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod conn;
+pub mod director;
 pub mod model;
 pub mod sched;
 pub mod state;
 pub mod stats;
 pub mod timer;
-pub mod conn;
-pub mod director;
