@@ -24,3 +24,4 @@ pub use cmd::{ArgError, Command, ListOptions, ListTarget, parse_args};
 pub use list::{Counters5, ListConn, ListDest, ListFormat, ListService};
 pub use rules::{RuleLine, RulesError, error_at, parse_rules};
 pub use save::save;
+pub mod director;
