@@ -354,7 +354,9 @@ pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 360;
 /// The largest persistence timeout and `--set` value ipvsadm accepts (31 days).
 pub const MAX_TIMEOUT: u32 = 31 * 24 * 3600;
 /// The Maglev table sizes the kernel can be built with (`CONFIG_IP_VS_MH_TAB_INDEX` 8..17).
-pub const MH_TABLE_SIZES: [u32; 10] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071];
+pub const MH_TABLE_SIZES: [u32; 10] = [
+    251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+];
 /// The kernel's default Maglev table size.
 pub const DEFAULT_MH_TABLE_SIZE: u32 = 4093;
 
@@ -597,7 +599,9 @@ pub enum ModelError {
     #[error("Invalid netmask {0}")]
     BadNetmask(String),
     /// An unsupported Maglev table size.
-    #[error("Invalid Maglev table size {0}: use one of 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071")]
+    #[error(
+        "Invalid Maglev table size {0}: use one of 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071"
+    )]
     BadMhTableSize(u32),
     /// Real-server family differs from the service's without tunnelling.
     #[error("Operation not supported with specified address family")]
