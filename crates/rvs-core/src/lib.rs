@@ -15,6 +15,7 @@
 
 pub mod model;
 pub mod sched;
+pub mod sctp;
 pub mod state;
 pub mod stats;
 pub mod timer;
