@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //!
-//! * Eleven levels of 64 slots; level `L` slots are `64^L` ms wide, so the
+//! * Eight levels of 256 slots; level `L` slots are `256^L` ms wide, so the
 //!   wheel spans the whole `u64` range and any deadline has a place without
 //!   an overflow list. An occupancy bitmap per level lets the wheel skip empty
 //!   time (days in an offline simulation) in a few bit operations.
@@ -36,20 +36,23 @@
 //!
 //! Per id: 24 bytes (`deadline: u64`, `seq: u64`, `next: u32`, `prev: u32`),
 //! which is all the slot storage there is; the fixed part is 704 slot heads
-//! (2.8 KiB). The due heap adds 24 bytes per due-but-not-yet-popped timer.
+//! (8 KiB). The due heap adds 24 bytes per due-but-not-yet-popped timer.
 //! [`TimerWheel::memory_bytes`] reports the total.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Bits of time resolved per level.
-const LEVEL_BITS: u32 = 6;
+/// Bits of time resolved per level. Eight bits make level 1 span 65 s and
+/// level 2 span 4.6 h, so the usual 60..900 s timeouts cascade at most twice.
+const LEVEL_BITS: u32 = 8;
 /// Slots per level.
 const SLOTS: usize = 1 << LEVEL_BITS;
 /// Levels needed for `LEVEL_BITS * LEVELS >= 64`.
-const LEVELS: usize = 11;
+const LEVELS: usize = 8;
 /// Total slot heads.
 const NUM_SLOTS: usize = SLOTS * LEVELS;
+/// Occupancy bitmap words per level.
+const WORDS: usize = SLOTS / 64;
 
 /// "No id" in `next` and slot heads.
 const NIL: u32 = u32::MAX;
@@ -96,7 +99,7 @@ pub const BYTES_PER_ID: usize = std::mem::size_of::<Entry>();
 pub struct TimerWheel {
     entries: Vec<Entry>,
     heads: Vec<u32>,
-    occupied: [u64; LEVELS],
+    occupied: [[u64; WORDS]; LEVELS],
     /// Due timers: `(deadline, seq, id)`, possibly with stale entries.
     due: BinaryHeap<Reverse<(u64, u64, u32)>>,
     /// Every slot starting at or before this time has been processed.
@@ -125,7 +128,7 @@ fn low_mask(level: usize) -> u64 {
 
 /// Digit of `t` at `level`.
 fn digit(t: u64, level: usize) -> usize {
-    // Level 10 shifts by 60; all shifts stay below 64.
+    // The top level shifts by 56; all shifts stay below 64.
     ((t >> (LEVEL_BITS as usize * level)) & (SLOTS as u64 - 1)) as usize
 }
 
@@ -140,7 +143,7 @@ impl TimerWheel {
         TimerWheel {
             entries: vec![Entry::UNARMED; ids],
             heads: vec![NIL; NUM_SLOTS],
-            occupied: [0; LEVELS],
+            occupied: [[0; WORDS]; LEVELS],
             due: BinaryHeap::new(),
             cursor: 0,
             seq: 0,
@@ -276,11 +279,9 @@ impl TimerWheel {
         let mut best = u64::MAX;
         let mut found = false;
         for level in 0..LEVELS {
-            let cur = digit(self.cursor, level);
-            let mut bits = self.occupied[level] >> cur;
-            while bits != 0 {
-                let d = cur + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
+            let mut from = digit(self.cursor, level);
+            while let Some(d) = self.next_occupied(level, from) {
+                from = d + 1;
                 let start = self.slot_start(level, d);
                 if found && start > best {
                     return Some(best);
@@ -321,6 +322,36 @@ impl TimerWheel {
         (self.cursor & !low_mask(level)) | ((d as u64) << (LEVEL_BITS as usize * level))
     }
 
+    /// First occupied slot digit `>= from` at `level`.
+    fn next_occupied(&self, level: usize, from: usize) -> Option<usize> {
+        let words = &self.occupied[level];
+        let mut w = from / 64;
+        if w >= WORDS {
+            return None;
+        }
+        let mut bits = words[w] & (u64::MAX << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            if w == WORDS {
+                return None;
+            }
+            bits = words[w];
+        }
+    }
+
+    fn set_occupied(&mut self, slot: usize) {
+        let (level, d) = (slot / SLOTS, slot % SLOTS);
+        self.occupied[level][d / 64] |= 1 << (d % 64);
+    }
+
+    fn clear_occupied(&mut self, slot: usize) {
+        let (level, d) = (slot / SLOTS, slot % SLOTS);
+        self.occupied[level][d / 64] &= !(1 << (d % 64));
+    }
+
     /// The occupied slot that starts first: `(start, level, digit)`.
     ///
     /// Every entry at level `L` shares the cursor's digits above `L` and has
@@ -328,14 +359,11 @@ impl TimerWheel {
     fn next_slot(&self) -> Option<(u64, usize, usize)> {
         for level in 0..LEVELS {
             let cur = digit(self.cursor, level);
-            debug_assert_eq!(
-                self.occupied[level] & ((1u64 << cur) - 1),
-                0,
+            debug_assert!(
+                self.next_occupied(level, 0).is_none_or(|d| d >= cur),
                 "slot behind the cursor"
             );
-            let bits = self.occupied[level] >> cur;
-            if bits != 0 {
-                let d = cur + bits.trailing_zeros() as usize;
+            if let Some(d) = self.next_occupied(level, cur) {
                 return Some((self.slot_start(level, d), level, d));
             }
         }
@@ -356,7 +384,7 @@ impl TimerWheel {
         e.next = head;
         e.prev = HEAD_FLAG | slot as u32;
         self.heads[slot] = id;
-        self.occupied[level] |= 1 << digit(deadline, level);
+        self.set_occupied(slot);
     }
 
     /// Removes a linked `id` from its slot list.
@@ -369,7 +397,7 @@ impl TimerWheel {
             let slot = (prev & !HEAD_FLAG) as usize;
             self.heads[slot] = next;
             if next == NIL {
-                self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
+                self.clear_occupied(slot);
             }
         } else {
             self.entries[prev as usize].next = next;
@@ -384,7 +412,7 @@ impl TimerWheel {
     fn process_slot(&mut self, slot: usize) {
         let mut id = self.heads[slot];
         self.heads[slot] = NIL;
-        self.occupied[slot / SLOTS] &= !(1 << (slot % SLOTS));
+        self.clear_occupied(slot);
         while id != NIL {
             let e = &mut self.entries[id as usize];
             let next = e.next;
