@@ -35,7 +35,7 @@
 //! # Memory
 //!
 //! Per id: 24 bytes (`deadline: u64`, `seq: u64`, `next: u32`, `prev: u32`),
-//! which is all the slot storage there is; the fixed part is 704 slot heads
+//! which is all the slot storage there is; the fixed part is 2048 slot heads
 //! (8 KiB). The due heap adds 24 bytes per due-but-not-yet-popped timer.
 //! [`TimerWheel::memory_bytes`] reports the total.
 
