@@ -17,6 +17,7 @@ pub mod conn;
 pub mod director;
 pub mod model;
 pub mod sched;
+pub mod sctp;
 pub mod state;
 pub mod stats;
 pub mod timer;
