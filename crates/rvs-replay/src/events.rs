@@ -133,9 +133,12 @@ pub fn parse_events(text: &str) -> Result<Vec<EventLine>, EventError> {
             column,
             message,
         };
-        let time_ms: u64 = first
-            .parse()
-            .map_err(|_| err(c0, format!("expected a time in milliseconds, found {first:?}")))?;
+        let time_ms: u64 = first.parse().map_err(|_| {
+            err(
+                c0,
+                format!("expected a time in milliseconds, found {first:?}"),
+            )
+        })?;
         if time_ms < last_time {
             return Err(err(
                 c0,
@@ -150,12 +153,9 @@ pub fn parse_events(text: &str) -> Result<Vec<EventLine>, EventError> {
             ));
         };
         let arg = |k: usize, what: &str| -> Result<(usize, &str), EventError> {
-            w.get(k).copied().ok_or_else(|| {
-                err(
-                    line.trim_end().len() + 1,
-                    format!("{verb}: missing {what}"),
-                )
-            })
+            w.get(k)
+                .copied()
+                .ok_or_else(|| err(line.trim_end().len() + 1, format!("{verb}: missing {what}")))
         };
         let event = match verb {
             "open" => {
@@ -232,14 +232,24 @@ mod tests {
         .unwrap();
         assert_eq!(ev.len(), 5);
         assert_eq!(ev[0].line, 3);
-        assert!(matches!(ev[1].event, Event::Open { mark: 7, proto: Protocol::Udp, .. }));
-        assert!(matches!(&ev[2].event, Event::Close { vip, .. } if vip.1 == 80));
-        assert_eq!(ev[3].event, Event::Ipvsadm(
-            ["-a", "-t", "203.0.113.1:80", "-r", "192.0.2.1", "-m"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+        assert!(matches!(
+            ev[1].event,
+            Event::Open {
+                mark: 7,
+                proto: Protocol::Udp,
+                ..
+            }
         ));
+        assert!(matches!(&ev[2].event, Event::Close { vip, .. } if vip.1 == 80));
+        assert_eq!(
+            ev[3].event,
+            Event::Ipvsadm(
+                ["-a", "-t", "203.0.113.1:80", "-r", "192.0.2.1", "-m"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            )
+        );
         assert_eq!(ev[4].event, Event::List(vec!["--stats".into()]));
     }
 
@@ -257,11 +267,31 @@ mod tests {
         bad("0 opne tcp", 1, 3, "unknown event");
         bad("0 open icmp 1.2.3.4:1 1.2.3.4:2", 1, 8, "protocol");
         bad("0 open tcp 198.51.100.1 203.0.113.1:80", 1, 12, "no port");
-        bad("0 open tcp host.example:1 203.0.113.1:80", 1, 12, "host name");
-        bad("0 open tcp 198.51.100.1:1 203.0.113.1:80 mark=x", 1, 42, "mark=N");
+        bad(
+            "0 open tcp host.example:1 203.0.113.1:80",
+            1,
+            12,
+            "host name",
+        );
+        bad(
+            "0 open tcp 198.51.100.1:1 203.0.113.1:80 mark=x",
+            1,
+            42,
+            "mark=N",
+        );
         bad("0 open tcp 198.51.100.1:1", 1, 26, "missing virtual");
-        bad("0 close udp 198.51.100.1:1 203.0.113.1:80", 1, 9, "close takes tcp");
-        bad("0 open tcp 198.51.100.1:1 [2001:db8::1]:80", 1, 27, "families");
+        bad(
+            "0 close udp 198.51.100.1:1 203.0.113.1:80",
+            1,
+            9,
+            "close takes tcp",
+        );
+        bad(
+            "0 open tcp 198.51.100.1:1 [2001:db8::1]:80",
+            1,
+            27,
+            "families",
+        );
         bad("0", 1, 2, "expected an event");
     }
 }

@@ -33,9 +33,7 @@ pub fn load_rules(text: &str, file: &str, cfg: DirectorConfig) -> Result<Directo
         if let Err(e) = apply(&mut d, &r.command) {
             let line = lines.get(r.line - 1).copied().unwrap_or("");
             let column = line.len() - line.trim_start().len() + 1;
-            return Err(ReplayError(
-                error_at(r.line, column, e.0).with_file(file),
-            ));
+            return Err(ReplayError(error_at(r.line, column, e.0).with_file(file)));
         }
     }
     Ok(d)
@@ -146,7 +144,13 @@ impl Replay {
         }
     }
 
-    fn packet(proto: Protocol, client: (IpAddr, u16), vip: (IpAddr, u16), mark: u32, tcp: TcpFlags) -> PacketInfo {
+    fn packet(
+        proto: Protocol,
+        client: (IpAddr, u16),
+        vip: (IpAddr, u16),
+        mark: u32,
+        tcp: TcpFlags,
+    ) -> PacketInfo {
         PacketInfo {
             proto,
             src: client.0,
@@ -181,7 +185,10 @@ impl Replay {
     ) -> Option<(IpAddr, u16)> {
         let d = &mut self.director;
         if proto == Protocol::Udp {
-            let v = d.inbound(&Self::packet(proto, client, vip, mark, TcpFlags::default()), t);
+            let v = d.inbound(
+                &Self::packet(proto, client, vip, mark, TcpFlags::default()),
+                t,
+            );
             return Self::forwarded(v).map(|(_, _, to)| to);
         }
         let syn = Self::packet(proto, client, vip, mark, TcpFlags::SYN);
@@ -204,13 +211,12 @@ impl Replay {
         let Some((conn, replies, _)) = Self::forwarded(d.inbound(&fin, t)) else {
             return;
         };
-        if replies {
-            if Self::forwarded(d.outbound(conn, TcpFlags::ACK, TCP_PACKET_LEN, t)).is_none()
+        if replies
+            && (Self::forwarded(d.outbound(conn, TcpFlags::ACK, TCP_PACKET_LEN, t)).is_none()
                 || Self::forwarded(d.outbound(conn, TcpFlags::FIN_ACK, TCP_PACKET_LEN, t))
-                    .is_none()
-            {
-                return;
-            }
+                    .is_none())
+        {
+            return;
         }
         let ack = Self::packet(Protocol::Tcp, client, vip, 0, TcpFlags::ACK);
         let _ = d.inbound(&ack, t);

@@ -54,7 +54,10 @@ fn read(path: &str) -> Result<String, String> {
 }
 
 fn replay(o: &Opts) -> Result<String, (u8, String)> {
-    let rules_path = o.rules.as_deref().ok_or((2, "replay needs --rules FILE".to_string()))?;
+    let rules_path = o
+        .rules
+        .as_deref()
+        .ok_or((2, "replay needs --rules FILE".to_string()))?;
     let events_path = o
         .events
         .as_deref()
@@ -74,7 +77,10 @@ fn replay(o: &Opts) -> Result<String, (u8, String)> {
 }
 
 fn check(o: &Opts) -> Result<String, (u8, String)> {
-    let rules_path = o.rules.as_deref().ok_or((2, "check needs --rules FILE".to_string()))?;
+    let rules_path = o
+        .rules
+        .as_deref()
+        .ok_or((2, "check needs --rules FILE".to_string()))?;
     let rules = read(rules_path).map_err(|e| (2, e))?;
     let d = load_rules(&rules, rules_path, DirectorConfig::default()).map_err(|e| (2, e.0))?;
     Ok(rvs_ipvsadm::director::save(&d))
@@ -94,7 +100,9 @@ fn main() -> ExitCode {
             "-h" | "--help" => Ok(format!("{USAGE}\n")),
             other => Err((
                 2,
-                format!("unknown command {other:?}: ipvsadm commands need the rvsd daemon, which this build does not include yet\n{USAGE}"),
+                format!(
+                    "unknown command {other:?}: ipvsadm commands need the rvsd daemon, which this build does not include yet\n{USAGE}"
+                ),
             )),
         },
     };
