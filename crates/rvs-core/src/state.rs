@@ -208,10 +208,6 @@ type Row = [TcpState; TCP_STATE_COUNT];
 
 /// The normal table: `[direction][event]`, columns in state index order.
 /// Directions: input, output, input-only; events: syn, fin, ack, rst.
-/// NONE, in the tables' shorthand.
-#[cfg(test)]
-const NO: TcpState = TcpState::None;
-
 const TCP_STATES: [[Row; 4]; 3] = [
     [
         /*syn*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
