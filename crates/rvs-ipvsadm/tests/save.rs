@@ -160,6 +160,20 @@ fn wrapped_address_compare_orders_far_apart_services_backwards() {
     );
 }
 
+#[test]
+fn marks_above_2_31_sort_before_address_services() {
+    // `int r = mark1 - mark2` is negative for such a mark against 0.
+    let a = ServiceConfig::new(key(Protocol::Tcp, "10.0.0.1", 80));
+    let f = ServiceConfig::new(ServiceKey::FwMark {
+        family: Family::V4,
+        mark: 0x8000_0001,
+    });
+    assert_eq!(
+        save(&[(a, vec![]), (f, vec![])]),
+        "-A -f 2147483649 -s wlc\n-A -t 10.0.0.1:80 -s wlc\n"
+    );
+}
+
 /// Rebuilds the table a restore of these rules would give.
 fn apply(text: &str) -> Vec<(ServiceConfig, Vec<DestConfig>)> {
     let mut table: Vec<(ServiceConfig, Vec<DestConfig>)> = Vec::new();
@@ -180,7 +194,7 @@ fn apply(text: &str) -> Vec<(ServiceConfig, Vec<DestConfig>)> {
     table
 }
 
-// Addresses stay within 2^31 of each other, where ipvsadm's comparator is a
+// Addresses (and marks) stay within 2^31 of each other, where ipvsadm's comparator is a
 // total order; beyond that its order depends on the kernel's hash order,
 // which a restore does not reproduce.
 fn v4() -> impl Strategy<Value = IpAddr> {
@@ -204,7 +218,7 @@ fn service() -> impl Strategy<Value = ServiceConfig> {
             prop_oneof![Just(0u16), any::<u16>()],
         )
             .prop_map(|(proto, addr, port)| ServiceKey::Addr { proto, addr, port }),
-        (any::<bool>(), 1u32..=u32::MAX).prop_map(|(v6, mark)| ServiceKey::FwMark {
+        (any::<bool>(), 1u32..0x8000_0000).prop_map(|(v6, mark)| ServiceKey::FwMark {
             family: if v6 { Family::V6 } else { Family::V4 },
             mark
         }),
