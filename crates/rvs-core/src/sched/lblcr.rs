@@ -125,10 +125,11 @@ impl Scheduler for Lblcr {
             // The least loaded member is chosen before the clean-up below,
             // so it may be the very member the clean-up removes.
             let picked = set.min(dests);
-            if set.members.len() > 1 && now > set.lastmod_ms.saturating_add(expiration) {
-                if let Some(m) = set.max(dests) {
-                    set.erase(m, now);
-                }
+            if set.members.len() > 1
+                && now > set.lastmod_ms.saturating_add(expiration)
+                && let Some(m) = set.max(dests)
+            {
+                set.erase(m, now);
             }
             if let Some(id) = picked
                 && !locality_overloaded(dests.get(id), dests)

@@ -138,25 +138,19 @@ impl Mh {
             .map(|(_, s)| s.last_weight)
             .filter(|&w| w > 0)
             .fold(0, |g, w| if g > 0 { gcd(w, g) } else { w });
-        let rshift = if g == 0 {
-            0
-        } else {
-            let mw = dests.iter().map(|(_, s)| s.last_weight).max().unwrap_or(0) / g;
-            // Keep turns within about TAB_BITS bits so the rounds stay short.
-            fls(mw).saturating_sub(table_index(m) / 2)
-        };
+        let max_lw = dests.iter().map(|(_, s)| s.last_weight).max().unwrap_or(0);
+        // Keep turns within about TAB_BITS bits so the rounds stay short.
+        let rshift = max_lw
+            .checked_div(g)
+            .map_or(0, |mw| fls(mw).saturating_sub(table_index(m) / 2));
         dests
             .iter()
             .map(|(_, s)| {
-                let turns = if g == 0 {
-                    0
-                } else {
-                    let t = (s.last_weight / g) >> rshift;
-                    if t == 0 {
-                        u32::from(s.last_weight != 0)
-                    } else {
-                        t
-                    }
+                // No positive last_weight at all (g = 0): nobody takes turns.
+                let turns = match s.last_weight.checked_div(g) {
+                    None => 0,
+                    Some(q) if q >> rshift == 0 => u32::from(s.last_weight != 0),
+                    Some(q) => q >> rshift,
                 };
                 DestSetup {
                     offset: key_hash(&s.addr, s.port, HASH1_KEY, 0) % m,
