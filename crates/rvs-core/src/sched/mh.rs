@@ -45,6 +45,13 @@ fn fls(x: u32) -> u32 {
     32 - x.leading_zeros()
 }
 
+fn is_prime(n: u32) -> bool {
+    n >= 2
+        && (2u64..)
+            .take_while(|d| d * d <= u64::from(n))
+            .all(|d| u64::from(n) % d != 0)
+}
+
 fn gcd(mut a: u32, mut b: u32) -> u32 {
     while b != 0 {
         (a, b) = (b, a % b);
@@ -76,8 +83,17 @@ pub fn populate(m: usize, setups: &mut [DestSetup]) -> Vec<Option<usize>> {
         for (i, d) in setups.iter().enumerate() {
             for _ in 0..d.turns {
                 let mut c = perm[i];
+                let mut probes = 0usize;
                 while table[c].is_some() {
-                    c += d.skip as usize;
+                    if probes >= m {
+                        // Only reachable with a skip that is not coprime
+                        // with m (never for a prime size and a skip in
+                        // 1..m): step by one so the fill still ends.
+                        c = (c + 1) % m;
+                        continue;
+                    }
+                    probes += 1;
+                    c += d.skip as usize % m;
                     if c >= m {
                         c -= m;
                     }
@@ -107,10 +123,11 @@ fn unavailable(s: &DestStatus) -> bool {
 }
 
 impl Mh {
-    /// A scheduler whose table is built from `dests`. A table size below 2
-    /// (which leaves no room for a skip) falls back to the default size.
+    /// A scheduler whose table is built from `dests`. The permutations
+    /// only cover every slot when the size is prime, so any other size
+    /// falls back to the default (the model only admits the kernel's primes).
     pub fn new(opts: &SchedOptions, dests: Dests<'_>) -> Self {
-        let size = if opts.mh_table_size >= 2 {
+        let size = if is_prime(opts.mh_table_size) {
             opts.mh_table_size
         } else {
             DEFAULT_MH_TABLE_SIZE
@@ -278,6 +295,37 @@ mod tests {
         ];
         let t = populate(5, &mut setups);
         assert_eq!(t, [0, 0, 1, 0, 0].map(Some).to_vec());
+    }
+
+    #[test]
+    fn bad_skip_still_fills() {
+        // Skip 2 in a table of 4 visits only half the slots; the fill must
+        // still end with every slot taken.
+        let mut setups = [
+            DestSetup {
+                offset: 0,
+                skip: 2,
+                turns: 1,
+            },
+            DestSetup {
+                offset: 0,
+                skip: 2,
+                turns: 1,
+            },
+            DestSetup {
+                offset: 0,
+                skip: 0,
+                turns: 1,
+            },
+        ];
+        let t = populate(4, &mut setups);
+        assert!(t.iter().all(Option::is_some), "{t:?}");
+        let (f, _) = Fixture::list(&[1, 1]);
+        let opts = SchedOptions {
+            mh_table_size: 4096,
+            ..SchedOptions::default()
+        };
+        assert_eq!(Mh::new(&opts, f.dests()).table().len(), 4093);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Fixture {
         s.schedule(self.dests(), flow, &mut ctx)
     }
 
-    /// `n` decisions with the same flow, returned as list names via `name`.
+    /// `n` decisions for the same flow at time 0.
     pub fn seq(&self, s: &mut dyn Scheduler, n: usize) -> Vec<Option<DestId>> {
         let fl = flow(v4(192, 0, 2, 1), 1000, v4(198, 51, 100, 1));
         (0..n).map(|_| self.pick(s, &fl, 0)).collect()

@@ -223,6 +223,24 @@ mod tests {
         assert_eq!(s.current_weight(), 2);
     }
 
+    #[test]
+    fn random_start_begins_at_drawn_position() {
+        let (f, ids) = Fixture::list(&[1, 1, 1, 1]);
+        let opts = SchedOptions {
+            random_start: true,
+            ..SchedOptions::default()
+        };
+        let mut rng = crate::sched::SplitMix64::new(9);
+        let k = (rng.clone().next_u64() >> 32) as usize % 4;
+        let mut s = build(SchedulerKind::Wrr, &opts, f.dests());
+        let fl = crate::sched::testutil::flow(f.status[0].addr, 1, f.status[0].addr);
+        let got: Vec<_> = (0..5)
+            .map(|_| f.pick_rng(s.as_mut(), &fl, 0, &mut rng))
+            .collect();
+        let want: Vec<_> = (0..5).map(|i| Some(ids[(k + i) % 4])).collect();
+        assert_eq!(got, want);
+    }
+
     proptest! {
         /// Over one full cycle of a freshly bound scheduler each destination
         /// is chosen weight/gcd times, i.e. exactly in proportion to weight.
