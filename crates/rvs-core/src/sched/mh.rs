@@ -433,7 +433,8 @@ mod tests {
     /// Average share of slots that change owner when one of ten equal
     /// servers is removed, over 1 000 random server sets with M = 4093.
     /// The ideal is 10 % (only the removed server's slots); Maglev moves a
-    /// little more. Measured here: about 11.6 %.
+    /// little more. Measured with this seed: 11.14 % (printed with
+    /// `--nocapture`).
     #[test]
     fn removal_disruption_is_small() {
         let mut rng = SplitMix64::new(2024);
