@@ -214,5 +214,166 @@ pub trait Scheduler: Send + fmt::Debug {
     /// after the change.
     fn on_change(&mut self, dests: Dests<'_>, change: DestChange);
 }
-mod stub;
-pub use stub::build;
+
+mod cache;
+pub mod dh;
+pub mod fo;
+pub mod hash;
+pub mod lblc;
+pub mod lblcr;
+pub mod lc;
+pub mod mh;
+pub mod nq;
+pub mod ovf;
+pub mod rr;
+pub mod sed;
+pub mod sh;
+mod table;
+pub mod twos;
+pub mod wlc;
+pub mod wrr;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+/// Builds a scheduler for a service whose current destination list is
+/// `dests` (the kernel's `init_service`).
+///
+/// Schedulers that keep a table (wrr, sh, dh, mh) compute it from `dests`
+/// here; the others start empty.
+pub fn build(kind: SchedulerKind, opts: &SchedOptions, dests: Dests<'_>) -> Box<dyn Scheduler> {
+    match kind {
+        SchedulerKind::Rr => Box::new(rr::Rr::new(opts)),
+        SchedulerKind::Wrr => Box::new(wrr::Wrr::new(opts, dests)),
+        SchedulerKind::Lc => Box::new(lc::Lc),
+        SchedulerKind::Wlc => Box::new(wlc::Wlc),
+        SchedulerKind::Sed => Box::new(sed::Sed),
+        SchedulerKind::Nq => Box::new(nq::Nq),
+        SchedulerKind::Fo => Box::new(fo::Fo),
+        SchedulerKind::Ovf => Box::new(ovf::Ovf),
+        SchedulerKind::Lblc => Box::new(lblc::Lblc::new()),
+        SchedulerKind::Lblcr => Box::new(lblcr::Lblcr::new()),
+        SchedulerKind::Dh => Box::new(dh::Dh::new(dests)),
+        SchedulerKind::Sh => Box::new(sh::Sh::new(opts, dests)),
+        SchedulerKind::Mh => Box::new(mh::Mh::new(opts, dests)),
+        SchedulerKind::Twos => Box::new(twos::Twos),
+    }
+}
+
+/// The gate nearly every scheduler applies: not overloaded and not quiesced.
+pub(crate) fn eligible(s: &DestStatus) -> bool {
+    !s.overloaded && s.weight > 0
+}
+
+/// Whether load `cand_cost / cand_w` is strictly below `best_cost / best_w`,
+/// decided without division the way the kernel does
+/// (`cost(best) * w(cand) > cost(cand) * w(best)`). 128-bit products keep
+/// the comparison exact for any counter and weight values.
+pub(crate) fn lighter(cand_cost: u64, cand_w: u32, best_cost: u64, best_w: u32) -> bool {
+    u128::from(best_cost) * u128::from(cand_w) > u128::from(cand_cost) * u128::from(best_w)
+}
+
+/// The kernel's weighted-least-connection choice, shared by wlc, lblc and
+/// lblcr: among eligible destinations, the least `overhead / weight`, the
+/// first in list order on ties.
+pub(crate) fn wlc_pick(dests: Dests<'_>) -> Option<DestId> {
+    least_weighted(dests, DestStatus::overhead)
+}
+
+/// Least `cost(d) / weight(d)` over eligible destinations, first on ties.
+pub(crate) fn least_weighted(
+    dests: Dests<'_>,
+    cost: impl Fn(&DestStatus) -> u64,
+) -> Option<DestId> {
+    let mut best: Option<(DestId, u64, u32)> = None;
+    for (id, s) in dests.iter() {
+        if !eligible(s) {
+            continue;
+        }
+        let c = cost(s);
+        match best {
+            Some((_, bc, bw)) if !lighter(c, s.weight, bc, bw) => {}
+            _ => best = Some((id, c, s.weight)),
+        }
+    }
+    best.map(|(id, _, _)| id)
+}
+
+/// The lblc/lblcr notion of "overloaded": more active connections than its
+/// weight while some destination of the service is below half its weight.
+pub(crate) fn locality_overloaded(d: &DestStatus, dests: Dests<'_>) -> bool {
+    u64::from(d.active) > u64::from(d.weight)
+        && dests
+            .iter()
+            .any(|(_, s)| u64::from(s.active) * 2 < u64::from(s.weight))
+}
+
+/// A position in the destination list that survives list edits: the
+/// kernel keeps a pointer to a list entry (or to the list head), which we
+/// keep as the entry's identity plus a hint at its index so that the common
+/// case needs no search.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cursor {
+    id: Option<DestId>,
+    hint: usize,
+}
+
+impl Cursor {
+    /// The list head sentinel.
+    pub(crate) fn head() -> Self {
+        Cursor::default()
+    }
+
+    /// The entry this cursor stands on, if it stands on one.
+    pub(crate) fn id(&self) -> Option<DestId> {
+        self.id
+    }
+
+    /// Points the cursor at `order[pos]`, or at the head for `None`.
+    pub(crate) fn set(&mut self, order: &[DestId], pos: Option<usize>) {
+        match pos.and_then(|p| order.get(p).map(|&id| (p, id))) {
+            Some((p, id)) => {
+                self.id = Some(id);
+                self.hint = p;
+            }
+            None => *self = Cursor::head(),
+        }
+    }
+
+    /// Points the cursor at an entry by identity (or at the head).
+    pub(crate) fn set_id(&mut self, id: Option<DestId>) {
+        self.id = id;
+    }
+
+    /// Index of the entry in `order`; `None` for the head. An entry that is
+    /// no longer listed (a change the scheduler was not told about) counts
+    /// as the head, the only safe place to resume from.
+    pub(crate) fn resolve(&mut self, order: &[DestId]) -> Option<usize> {
+        let id = self.id?;
+        if order.get(self.hint) == Some(&id) {
+            return Some(self.hint);
+        }
+        match order.iter().position(|&x| x == id) {
+            Some(p) => {
+                self.hint = p;
+                Some(p)
+            }
+            None => {
+                *self = Cursor::head();
+                None
+            }
+        }
+    }
+
+    /// For the opt-in random start: a cursor from which the next scan
+    /// begins at a uniformly drawn list position.
+    pub(crate) fn random(order: &[DestId], rng: &mut dyn RandomSource) -> Self {
+        let mut c = Cursor::head();
+        if !order.is_empty() {
+            let k = rng.next_u32() as usize % order.len();
+            // Scans start just after the cursor, so stand on the entry before k.
+            c.set(order, k.checked_sub(1));
+        }
+        c
+    }
+}
