@@ -263,7 +263,12 @@ mod tests {
     #[test]
     fn bad_lines_are_located() {
         bad("x open tcp 1.2.3.4:1 1.2.3.4:2", 1, 1, "time");
-        bad("5 open tcp 198.51.100.1:1 203.0.113.1:2\n1 list", 2, 1, "before");
+        bad(
+            "5 open tcp 198.51.100.1:1 203.0.113.1:2\n1 list",
+            2,
+            1,
+            "before",
+        );
         bad("0 opne tcp", 1, 3, "unknown event");
         bad("0 open icmp 1.2.3.4:1 1.2.3.4:2", 1, 8, "protocol");
         bad("0 open tcp 198.51.100.1 203.0.113.1:80", 1, 12, "no port");

@@ -11,7 +11,10 @@ use rvs_ipvsadm::director::{list, save};
 use rvs_replay::load_rules;
 
 fn corpus_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus/rules"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/rules"
+    ));
     assert!(
         dir.is_dir(),
         "the shared corpus must sit beside the checkout: {} is missing",
@@ -23,14 +26,44 @@ fn corpus_dir() -> PathBuf {
 /// NEGATIVE files: (file, line, column, what the message says).
 const NEGATIVE: &[(&str, usize, usize, &str)] = &[
     ("alibaba_lvs_issue15_fullnat_null.rules", 3, 44, "(null)"),
-    ("alvs_scenario12_edit_deleted_service.rules", 6, 1, "No such service"),
-    ("alvs_scenario2_duplicate_service.rules", 3, 1, "Service already exists"),
-    ("haitao_01_nat_portless_mismatch.rules", 3, 1, "Zero port specified for non-persistent service"),
+    (
+        "alvs_scenario12_edit_deleted_service.rules",
+        6,
+        1,
+        "No such service",
+    ),
+    (
+        "alvs_scenario2_duplicate_service.rules",
+        3,
+        1,
+        "Service already exists",
+    ),
+    (
+        "haitao_01_nat_portless_mismatch.rules",
+        3,
+        1,
+        "Zero port specified for non-persistent service",
+    ),
     ("honghaier_dpvs_cheatsheet_negative.rules", 6, 31, "-z"),
-    ("ipvsctl_get_bats_sequence.rules", 25, 24, "illegal real server address"),
-    ("kdt_issue_1139_notify_up_down.rules", 2, 1, "Service not defined"),
+    (
+        "ipvsctl_get_bats_sequence.rules",
+        25,
+        24,
+        "illegal real server address",
+    ),
+    (
+        "kdt_issue_1139_notify_up_down.rules",
+        2,
+        1,
+        "Service not defined",
+    ),
     ("kdt_issue_795_quorum_up_ops.rules", 2, 1, "No such service"),
-    ("unattributed_jobui_sysconfig_ipvsadm.rules", 3, 30, "host name"),
+    (
+        "unattributed_jobui_sysconfig_ipvsadm.rules",
+        3,
+        30,
+        "host name",
+    ),
 ];
 
 #[test]
@@ -41,7 +74,11 @@ fn every_corpus_rules_file_behaves_as_labelled() {
         .filter(|p| p.extension().is_some_and(|e| e == "rules"))
         .collect();
     files.sort();
-    assert!(files.len() >= 30, "expected the whole corpus, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected the whole corpus, found {}",
+        files.len()
+    );
     let mut negatives_seen = 0;
     for path in &files {
         let name = path.file_name().unwrap().to_str().unwrap();
@@ -52,7 +89,10 @@ fn every_corpus_rules_file_behaves_as_labelled() {
                 negatives_seen += 1;
                 let err = result.expect_err(name).0;
                 let prefix = format!("{name}:{line}:{column}: ");
-                assert!(err.starts_with(&prefix), "{name}: got {err:?}, want {prefix}...");
+                assert!(
+                    err.starts_with(&prefix),
+                    "{name}: got {err:?}, want {prefix}..."
+                );
                 assert!(err.contains(needle), "{name}: {err:?} lacks {needle:?}");
             }
             None => {
@@ -65,7 +105,9 @@ fn every_corpus_rules_file_behaves_as_labelled() {
                 let services = d.services();
                 let service_lines = listing
                     .lines()
-                    .filter(|l| !l.starts_with("  ->") && !l.starts_with("IP ") && !l.starts_with("Prot"))
+                    .filter(|l| {
+                        !l.starts_with("  ->") && !l.starts_with("IP ") && !l.starts_with("Prot")
+                    })
                     .count();
                 assert_eq!(service_lines, services.len(), "{name}: {listing}");
                 let saved = save(&d);
