@@ -315,6 +315,21 @@ fn forward_flags(fwd: Forward) -> u16 {
     }
 }
 
+/// The forwarding method in a connection's flags; tunnel parameters are the
+/// destination's (`configured`).
+fn conn_forward(flags: u16, configured: Forward) -> Forward {
+    match flags & cf::FWD_MASK {
+        cf::FWD_MASQ => Forward::Masq,
+        cf::FWD_LOCAL => Forward::Local,
+        cf::FWD_ROUTE => Forward::Route,
+        cf::FWD_PROXY => Forward::Proxy,
+        _ => match configured {
+            Forward::Tunnel(t) => Forward::Tunnel(t),
+            _ => Forward::Tunnel(Default::default()),
+        },
+    }
+}
+
 /// Whether a packet may create a connection (the kernel's
 /// `*_conn_schedule` entry tests).
 fn may_schedule(p: &PacketInfo, sysctls: &Sysctls) -> bool {
@@ -729,7 +744,8 @@ impl<A: Addr> Flows<'_, A> {
             dest: c.dest,
             daddr: st.addr,
             dport: c.dport,
-            method: self.core.info[c.dest.index()].config.forward,
+            // The connection's method (fixed at creation), not the dest's current one.
+            method: conn_forward(c.flags, self.core.info[c.dest.index()].config.forward),
             new_conn,
         })
     }
