@@ -457,10 +457,10 @@ impl Core {
     /// Counts a new connection on its destination, its service and globally.
     fn conn_stats(&mut self, dest: DestId) {
         self.info[dest.index()].stats.add_conn();
-        if let Some(s) = self.info[dest.index()].svc {
-            if let Some(svc) = self.services[s].as_mut() {
-                svc.stats.add_conn();
-            }
+        if let Some(s) = self.info[dest.index()].svc
+            && let Some(svc) = self.services[s].as_mut()
+        {
+            svc.stats.add_conn();
         }
         self.stats.add_conn();
     }
@@ -480,10 +480,10 @@ impl Core {
             }
         };
         add(&mut self.info[dest.index()].stats);
-        if let Some(s) = self.info[dest.index()].svc {
-            if let Some(svc) = self.services[s].as_mut() {
-                add(&mut svc.stats);
-            }
+        if let Some(s) = self.info[dest.index()].svc
+            && let Some(svc) = self.services[s].as_mut()
+        {
+            add(&mut svc.stats);
         }
         add(&mut self.stats);
     }
@@ -930,21 +930,22 @@ impl<A: Addr> Flows<'_, A> {
         let mut cp = self.table.lookup(&key);
         let mut flush = false;
         let is_new = p.proto == Protocol::Tcp && p.tcp.syn;
-        if let Some(id) = cp {
-            if self.core.sysctls.conn_reuse_mode != 0 && is_new {
-                let c = *self.table.get(id);
-                let quiesced = self.core.status[c.dest.index()].weight == 0;
-                let resched = (self.core.sysctls.expire_nodest_conn && quiesced)
-                    || self.new_conn_expected(&c);
-                if resched {
-                    // The old entry still counts while the scheduler
-                    // chooses; it is unbound at the end of this event.
-                    if c.n_control == 0 {
-                        self.expire_now(id);
-                        flush = true;
-                    }
-                    cp = None;
+        if let Some(id) = cp
+            && self.core.sysctls.conn_reuse_mode != 0
+            && is_new
+        {
+            let c = *self.table.get(id);
+            let quiesced = self.core.status[c.dest.index()].weight == 0;
+            let resched =
+                (self.core.sysctls.expire_nodest_conn && quiesced) || self.new_conn_expected(&c);
+            if resched {
+                // The old entry still counts while the scheduler
+                // chooses; it is unbound at the end of this event.
+                if c.n_control == 0 {
+                    self.expire_now(id);
+                    flush = true;
                 }
+                cp = None;
             }
         }
         let verdict = match cp {

@@ -633,15 +633,15 @@ pub fn validate_service(svc: &ServiceConfig) -> Result<(), ModelError> {
             return Err(ModelError::OnePacketNotUdp);
         }
     }
-    if let Some(t) = svc.persistence {
-        if t == 0 || t > MAX_TIMEOUT {
-            return Err(ModelError::BadPersistence(t));
-        }
+    if let Some(t) = svc.persistence
+        && (t == 0 || t > MAX_TIMEOUT)
+    {
+        return Err(ModelError::BadPersistence(t));
     }
-    if let Netmask::V6(p) = svc.netmask {
-        if p == 0 || p > 128 {
-            return Err(ModelError::BadNetmask(p.to_string()));
-        }
+    if let Netmask::V6(p) = svc.netmask
+        && (p == 0 || p > 128)
+    {
+        return Err(ModelError::BadNetmask(p.to_string()));
     }
     if !MH_TABLE_SIZES.contains(&svc.mh_table_size) {
         return Err(ModelError::BadMhTableSize(svc.mh_table_size));

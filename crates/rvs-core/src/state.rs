@@ -208,7 +208,8 @@ type Row = [TcpState; TCP_STATE_COUNT];
 
 /// The normal table: `[direction][event]`, columns in state index order.
 /// Directions: input, output, input-only; events: syn, fin, ack, rst.
-/// NONE, in the tables' shorthand.
+/// NONE, in the tables' shorthand (unused: no transition leads to NONE).
+#[allow(dead_code)]
 const NO: TcpState = TcpState::None;
 
 const TCP_STATES: [[Row; 4]; 3] = [

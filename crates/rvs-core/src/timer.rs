@@ -33,10 +33,10 @@ impl TimerWheel {
     }
     /// Cancel.
     pub fn cancel(&mut self, id: u32) {
-        if let Some(slot) = self.of_id.get_mut(id as usize) {
-            if let Some(k) = slot.take() {
-                self.by_time.remove(&k);
-            }
+        if let Some(slot) = self.of_id.get_mut(id as usize)
+            && let Some(k) = slot.take()
+        {
+            self.by_time.remove(&k);
         }
     }
     /// Deadline of an id.
