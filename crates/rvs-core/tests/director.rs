@@ -1507,3 +1507,153 @@ fn a_connection_keeps_the_method_it_was_created_with() {
     let n = fwd(d.inbound(&tcp("198.51.100.1", 40001, 80, TcpFlags::SYN), 0));
     assert_eq!(n.method, Forward::Route);
 }
+
+// ---- further lifecycle details -------------------------------------------------------------
+
+#[test]
+fn force_expired_controlled_conn_takes_a_non_assured_template_with_it() {
+    for established in [false, true] {
+        let mut d = with_sysctls(|s| s.expire_nodest_conn = true);
+        let k = tcp_key(80);
+        d.add_service(persistent(k, 300)).unwrap();
+        d.add_dest(&k, dest("192.0.2.11", 80, Forward::Masq, 1))
+            .unwrap();
+        if established {
+            open_masq(&mut d, "198.51.100.1", 40000, 80, 0);
+        } else {
+            fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::SYN), 0));
+        }
+        d.del_dest(&k, ip("192.0.2.11"), 80).unwrap();
+        assert_eq!(
+            d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::ACK), 1_000),
+            Verdict::Drop(DropReason::DestUnavailable)
+        );
+        assert!(!present(&d, "198.51.100.1", 40000, 80, Protocol::Tcp));
+        let ts = templates(&d);
+        if established {
+            assert_eq!(ts.len(), 1, "an ASSURED template stays");
+            assert_eq!(ts[0].state, "ASSURED");
+            assert_eq!(ts[0].expires_ms, 299_000);
+        } else {
+            assert!(ts.is_empty(), "a non-assured template goes with its conn");
+        }
+    }
+}
+
+#[test]
+fn template_of_a_deleted_dest_is_invalidated() {
+    let mut d = director();
+    let k = tcp_key(80);
+    d.add_service(persistent(k, 300)).unwrap();
+    d.add_dest(&k, dest("192.0.2.12", 80, Forward::Masq, 0))
+        .unwrap();
+    d.add_dest(&k, dest("192.0.2.11", 80, Forward::Masq, 1))
+        .unwrap();
+    fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::SYN), 0));
+    d.del_dest(&k, ip("192.0.2.11"), 80).unwrap();
+    d.edit_dest(&k, dest("192.0.2.12", 80, Forward::Masq, 1))
+        .unwrap();
+    let f = fwd(d.inbound(&tcp("198.51.100.1", 40001, 80, TcpFlags::SYN), 1_000));
+    assert_eq!(f.daddr, ip("192.0.2.12"));
+    let ts = templates(&d);
+    assert_eq!(ts.len(), 2);
+    assert_eq!(
+        (ts[0].daddr, ts[0].vport, ts[0].cport),
+        (ip("192.0.2.11"), 0xffff, 0)
+    );
+    assert_eq!((ts[1].daddr, ts[1].vport), (ip("192.0.2.12"), 80));
+}
+
+#[test]
+fn udp_reply_assures_the_template() {
+    let mut d = director();
+    let k = udp_key(53);
+    d.add_service(persistent(k, 300)).unwrap();
+    d.add_dest(&k, dest("192.0.2.11", 53, Forward::Masq, 1))
+        .unwrap();
+    let f = fwd(d.inbound(&udp("198.51.100.1", 5353, 53), 0));
+    assert_eq!(templates(&d)[0].state, "NONE");
+    fwd(d.inbound(&udp("198.51.100.1", 5353, 53), 0));
+    assert_eq!(templates(&d)[0].state, "NONE");
+    fwd(d.outbound(f.conn, TcpFlags::default(), UDP_LEN, 0));
+    assert_eq!(templates(&d)[0].state, "ASSURED");
+}
+
+#[test]
+fn replies_of_a_deleted_dest_are_forwarded_but_not_counted() {
+    let mut d = director();
+    let k = tcp_key(80);
+    d.add_service(ServiceConfig::new(k)).unwrap();
+    d.add_dest(&k, dest("192.0.2.11", 80, Forward::Masq, 1))
+        .unwrap();
+    let f = open_masq(&mut d, "198.51.100.1", 40000, 80, 0);
+    d.del_dest(&k, ip("192.0.2.11"), 80).unwrap();
+    let before = d.global_stats().0;
+    // handle_response() does not check the dest: state change and timer restart.
+    fwd(d.outbound(f.conn, TcpFlags::FIN_ACK, TCP_LEN, 100_000));
+    let c = conn_of(&d, "198.51.100.1", 40000, 80);
+    assert_eq!(c.state, "FIN_WAIT");
+    assert_eq!(c.expires_ms, 120_000);
+    assert_eq!(d.global_stats().0, before);
+}
+
+#[test]
+fn port_reuse_is_checked_before_the_dest_status() {
+    let mut d = director();
+    let k = tcp_key(80);
+    d.add_service(ServiceConfig::new(k)).unwrap();
+    d.add_dest(&k, dest("192.0.2.12", 80, Forward::Masq, 1))
+        .unwrap();
+    d.add_dest(&k, dest("192.0.2.11", 80, Forward::Masq, 1))
+        .unwrap();
+    d.edit_dest(&k, dest("192.0.2.12", 80, Forward::Masq, 0))
+        .unwrap();
+    let old = open_masq(&mut d, "198.51.100.1", 40000, 80, 0);
+    assert_eq!(old.daddr, ip("192.0.2.11"));
+    close_masq(&mut d, old.conn, "198.51.100.1", 40000, 80, 0);
+    d.del_dest(&k, ip("192.0.2.11"), 80).unwrap();
+    d.edit_dest(&k, dest("192.0.2.12", 80, Forward::Masq, 1))
+        .unwrap();
+    // TIME_WAIT on a deleted server: the SYN is rescheduled, not dropped.
+    let f = fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::SYN), 1_000));
+    assert!(f.new_conn);
+    assert_eq!(f.daddr, ip("192.0.2.12"));
+    assert_eq!(conns_of(&d, "198.51.100.1", 40000, 80).len(), 1);
+    // And the deleted server's counters went back to zero within the call.
+    let again = d
+        .add_dest(&k, dest("192.0.2.11", 80, Forward::Masq, 1))
+        .unwrap();
+    assert_eq!(again, old.dest);
+    let s = dest_snap(&d, &k, "192.0.2.11");
+    assert_eq!((s.active, s.inactive), (0, 0));
+}
+
+#[test]
+fn unreferenced_deleted_dest_is_freed_between_120_and_180_s() {
+    for (readd_at, same) in [(119_000u64, true), (181_000u64, false)] {
+        let mut d = director();
+        let k = tcp_key(80);
+        d.add_service(ServiceConfig::new(k)).unwrap();
+        let id = d
+            .add_dest(&k, dest("192.0.2.11", 80, Forward::Masq, 1))
+            .unwrap();
+        d.del_dest(&k, ip("192.0.2.11"), 80).unwrap();
+        d.advance(readd_at);
+        let again = d
+            .add_dest(&k, dest("192.0.2.11", 80, Forward::Masq, 1))
+            .unwrap();
+        assert_eq!(again == id, same, "re-added at {readd_at} ms");
+    }
+}
+
+#[test]
+fn services_are_listed_in_creation_order() {
+    let mut d = director();
+    for port in [80, 81, 82] {
+        d.add_service(ServiceConfig::new(tcp_key(port))).unwrap();
+    }
+    d.del_service(&tcp_key(80)).unwrap();
+    d.add_service(ServiceConfig::new(tcp_key(83))).unwrap();
+    let ports: Vec<u16> = d.services().iter().map(|s| s.config.key.port()).collect();
+    assert_eq!(ports, vec![81, 82, 83]);
+}
