@@ -235,6 +235,9 @@ struct Service {
     order: Vec<DestId>,
     sched: Box<dyn Scheduler>,
     stats: Stats,
+    /// Creation rank: greater than every live service's created before it
+    /// (slots are reused, so slot order is not creation order).
+    created: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -1246,11 +1249,20 @@ impl Director {
             },
         );
         let key = cfg.key;
+        let created = self
+            .core
+            .services
+            .iter()
+            .flatten()
+            .map(|s| s.created + 1)
+            .max()
+            .unwrap_or(0);
         let svc = Service {
             config: cfg,
             order: Vec::new(),
             sched,
             stats: Stats::default(),
+            created,
         };
         let slot = match self.core.free_services.pop() {
             Some(i) => {
@@ -1530,7 +1542,7 @@ impl Director {
     /// Every service with its destinations, in creation order.
     pub fn services(&self) -> Vec<ServiceSnapshot> {
         let mut slots: Vec<usize> = self.core.by_key.values().copied().collect();
-        slots.sort_unstable();
+        slots.sort_unstable_by_key(|&slot| self.core.service(slot).created);
         slots
             .into_iter()
             .map(|slot| self.service_snapshot(slot))
