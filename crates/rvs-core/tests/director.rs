@@ -1657,3 +1657,49 @@ fn services_are_listed_in_creation_order() {
     let ports: Vec<u16> = d.services().iter().map(|s| s.config.key.port()).collect();
     assert_eq!(ports, vec![81, 82, 83]);
 }
+
+#[test]
+fn readd_from_trash_keeps_overload_unless_u_is_zero_or_larger() {
+    for (new_u, overloaded) in [(1u32, true), (0, false), (2, false)] {
+        let mut d = director();
+        let k = udp_key(53);
+        d.add_service(ServiceConfig::new(k)).unwrap();
+        let mut a = dest("192.0.2.11", 53, Forward::Masq, 1);
+        a.u_threshold = 1;
+        let id = d.add_dest(&k, a).unwrap();
+        fwd(d.inbound(&udp("198.51.100.1", 1001, 53), 0));
+        assert!(dest_snap(&d, &k, "192.0.2.11").overloaded);
+        d.del_dest(&k, a.addr, 53).unwrap();
+        a.u_threshold = new_u;
+        assert_eq!(d.add_dest(&k, a).unwrap(), id);
+        let s = dest_snap(&d, &k, "192.0.2.11");
+        assert_eq!((s.inactive, s.overloaded), (1, overloaded), "new u {new_u}");
+        let v = d.inbound(&udp("198.51.100.1", 1002, 53), 1_000);
+        assert_eq!(matches!(v, Verdict::Reject), overloaded, "new u {new_u}");
+    }
+}
+
+#[test]
+fn syn_retransmission_stays_on_its_conn_and_close_state_is_reused() {
+    let mut d = director();
+    let k = tcp_key(80);
+    d.add_service(ServiceConfig::new(k)).unwrap();
+    d.add_dest(&k, dest("192.0.2.11", 80, Forward::Masq, 1))
+        .unwrap();
+    let a = fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::SYN), 0));
+    let b = fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::SYN), 1_000));
+    assert!(!b.new_conn);
+    assert_eq!(a.conn, b.conn);
+    fwd(d.outbound(a.conn, TcpFlags::SYN_ACK, TCP_LEN, 1_000));
+    fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::ACK), 1_000));
+    // A client RST: CLOSE, 10 s, inactive.
+    fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::RST), 2_000));
+    let c = conn_of(&d, "198.51.100.1", 40000, 80);
+    assert_eq!((c.state, c.expires_ms), ("CLOSE", 10_000));
+    assert_eq!(dest_snap(&d, &k, "192.0.2.11").inactive, 1);
+    // A SYN on a CLOSE entry is a new connection.
+    let n = fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::SYN), 3_000));
+    assert!(n.new_conn);
+    let s = dest_snap(&d, &k, "192.0.2.11");
+    assert_eq!((s.active, s.inactive, s.stats.conns), (1, 0, 2));
+}
