@@ -605,6 +605,9 @@ fn dest_comes_back_after_its_service_is_deleted_and_recreated() {
     fwd(d.inbound(&tcp("198.51.100.1", 40000, 80, TcpFlags::ACK), 2_000));
 }
 
+/// As §1.8 of the reference specifies (expire and drop). NOTE: kernels since
+/// 5.9 instead go on to schedule the packet afresh when no old conntrack
+/// is in use (`cp = NULL` in `ip_vs_in`); left as the reference says.
 #[test]
 fn expire_nodest_conn_expires_on_first_packet() {
     let mut d = with_sysctls(|s| s.expire_nodest_conn = true);
