@@ -235,6 +235,9 @@ struct Service {
     order: Vec<DestId>,
     sched: Box<dyn Scheduler>,
     stats: Stats,
+    /// Creation rank: greater than every live service's created before it
+    /// (slots are reused, so slot order is not creation order).
+    created: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +315,21 @@ fn forward_flags(fwd: Forward) -> u16 {
         Forward::Tunnel(_) => cf::FWD_TUNNEL,
         Forward::Route => cf::FWD_ROUTE,
         Forward::Proxy => cf::FWD_PROXY,
+    }
+}
+
+/// The forwarding method in a connection's flags; tunnel parameters are the
+/// destination's (`configured`).
+fn conn_forward(flags: u16, configured: Forward) -> Forward {
+    match flags & cf::FWD_MASK {
+        cf::FWD_MASQ => Forward::Masq,
+        cf::FWD_LOCAL => Forward::Local,
+        cf::FWD_ROUTE => Forward::Route,
+        cf::FWD_PROXY => Forward::Proxy,
+        _ => match configured {
+            Forward::Tunnel(t) => Forward::Tunnel(t),
+            _ => Forward::Tunnel(Default::default()),
+        },
     }
 }
 
@@ -729,7 +747,8 @@ impl<A: Addr> Flows<'_, A> {
             dest: c.dest,
             daddr: st.addr,
             dport: c.dport,
-            method: self.core.info[c.dest.index()].config.forward,
+            // The connection's method (fixed at creation), not the dest's current one.
+            method: conn_forward(c.flags, self.core.info[c.dest.index()].config.forward),
             new_conn,
         })
     }
@@ -1230,11 +1249,20 @@ impl Director {
             },
         );
         let key = cfg.key;
+        let created = self
+            .core
+            .services
+            .iter()
+            .flatten()
+            .map(|s| s.created + 1)
+            .max()
+            .unwrap_or(0);
         let svc = Service {
             config: cfg,
             order: Vec::new(),
             sched,
             stats: Stats::default(),
+            created,
         };
         let slot = match self.core.free_services.pop() {
             Some(i) => {
@@ -1514,7 +1542,7 @@ impl Director {
     /// Every service with its destinations, in creation order.
     pub fn services(&self) -> Vec<ServiceSnapshot> {
         let mut slots: Vec<usize> = self.core.by_key.values().copied().collect();
-        slots.sort_unstable();
+        slots.sort_unstable_by_key(|&slot| self.core.service(slot).created);
         slots
             .into_iter()
             .map(|slot| self.service_snapshot(slot))
