@@ -1182,26 +1182,20 @@ impl Director {
 
     /// The forwarding method a connection was created with.
     pub fn conn_method(&self, conn: ConnRef) -> Option<Forward> {
-        let dest = match conn.family {
-            Family::V4 => self.v4.is_live(conn.id).then(|| self.v4.get(conn.id).dest),
-            Family::V6 => self.v6.is_live(conn.id).then(|| self.v6.get(conn.id).dest),
+        let (dest, flags) = match conn.family {
+            Family::V4 => self.v4.is_live(conn.id).then(|| {
+                let c = self.v4.get(conn.id);
+                (c.dest, c.flags)
+            }),
+            Family::V6 => self.v6.is_live(conn.id).then(|| {
+                let c = self.v6.get(conn.id);
+                (c.dest, c.flags)
+            }),
         }?;
-        let flags = match conn.family {
-            Family::V4 => self.v4.get(conn.id).flags,
-            Family::V6 => self.v6.get(conn.id).flags,
-        };
-        let configured = self.core.info[dest.index()].config.forward;
-        Some(match flags & cf::FWD_MASK {
-            cf::FWD_MASQ => Forward::Masq,
-            cf::FWD_LOCAL => Forward::Local,
-            cf::FWD_ROUTE => Forward::Route,
-            cf::FWD_PROXY => Forward::Proxy,
-            // Tunnel parameters are the destination's.
-            _ => match configured {
-                Forward::Tunnel(t) => Forward::Tunnel(t),
-                _ => Forward::Tunnel(Default::default()),
-            },
-        })
+        Some(conn_forward(
+            flags,
+            self.core.info[dest.index()].config.forward,
+        ))
     }
 
     // ---- control plane ----------------------------------------------------
