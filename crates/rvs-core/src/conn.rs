@@ -354,9 +354,12 @@ impl<A: Addr> ConnTable<A> {
     /// Heap bytes held by the table: slab, free list, index and timers.
     pub fn memory_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Conn<A>>()
-            + self.free.capacity() * 4
-            // hashbrown: one u32 bucket plus one control byte per bucket.
-            + self.index.capacity() * 8 / 7 * 5
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            // The index's real allocation: a power-of-two bucket count (not
+            // `capacity()`, which leaves out the 1/8 kept empty and shrinks
+            // as removals leave tombstones), a u32 and a control byte per
+            // bucket, and a trailing group of control bytes.
+            + self.index.allocation_size()
             + self.timers.memory_bytes()
     }
 }
@@ -428,6 +431,17 @@ mod tests {
         let mut k = conn(1, 1).key();
         k.vport = 0xffff;
         assert_eq!(t.lookup(&k), Some(id));
+    }
+
+    #[test]
+    fn memory_counts_the_whole_index() {
+        let mut t = ConnTable::<Ipv4Addr>::new(1000, [0; 4]);
+        t.reserve(1000);
+        // 1000 entries need 1000 * 8 / 7 -> 2048 buckets: 4 bytes each plus
+        // one control byte each plus 16 trailing control bytes.
+        let index = 2048 * 4 + 2048 + 16;
+        let slab = 1000 * std::mem::size_of::<Conn<Ipv4Addr>>();
+        assert_eq!(t.memory_bytes(), slab + index);
     }
 
     #[test]
