@@ -349,6 +349,7 @@ impl DirectorFixture {
             dport: 80,
             fwmark: 0,
             tcp: TcpFlags::SYN,
+            sctp: rvs_core::sctp::SctpEvent::Data,
             len: 60,
         };
         self.d.inbound(black_box(&p), self.now)

@@ -28,6 +28,7 @@ use crate::sched::{
     self, DestChange, DestId, DestStatus, Dests, Flow, SchedCtx, SchedOptions, Scheduler,
     SplitMix64,
 };
+use crate::sctp::{SctpEvent, SctpState, sctp_transition};
 use crate::state::{Direction, StateTimeouts, TcpFlags, TcpState, UDP_STATE_NAME, tcp_transition};
 use crate::stats::{Counters, Rates, Stats};
 
@@ -89,6 +90,9 @@ pub struct PacketInfo {
     pub fwmark: u32,
     /// TCP flags (ignored for other protocols).
     pub tcp: TcpFlags,
+    /// The SCTP state-machine event the packet's chunks make
+    /// ([`crate::sctp::sctp_packet_event`]; ignored for other protocols).
+    pub sctp: SctpEvent,
     /// IP total length, for byte counters.
     pub len: u32,
 }
@@ -345,9 +349,13 @@ fn may_schedule(p: &PacketInfo, sysctls: &Sysctls) -> bool {
             }
         }
         Protocol::Udp => true,
-        // SCTP chunk parsing is the data plane's; a packet that reaches the
-        // director as "new" is taken to carry INIT.
-        Protocol::Sctp => true,
+        Protocol::Sctp => {
+            if sysctls.sloppy_sctp {
+                p.sctp != SctpEvent::Abort
+            } else {
+                p.sctp == SctpEvent::Init
+            }
+        }
     }
 }
 
@@ -691,19 +699,13 @@ impl<A: Addr> Flows<'_, A> {
     }
 
     /// `ip_vs_set_state`: the protocol state machine and the new timeout.
-    fn set_state(&mut self, id: u32, dir: Direction, tcp: TcpFlags) {
+    fn set_state(&mut self, id: u32, dir: Direction, tcp: TcpFlags, sctp: SctpEvent) {
         let proto = self.table.get(id).proto;
         if proto == Protocol::Udp.number() {
             if dir == Direction::Output {
                 self.assure_control(id);
             }
             self.table.get_mut(id).timeout = self.core.timeouts.udp;
-            return;
-        }
-        if proto != Protocol::Tcp.number() {
-            // SCTP and others: keep the entry alive with the TCP
-            // ESTABLISHED timeout until their state machine is wired in.
-            self.table.get_mut(id).timeout = self.core.timeouts.tcp(TcpState::Established);
             return;
         }
         let secure = self.core.sysctls.secure_tcp;
@@ -716,27 +718,43 @@ impl<A: Addr> Flows<'_, A> {
                 dir = Direction::InputOnly;
             }
         }
-        let old = TcpState::from_index(c.state).unwrap_or(TcpState::None);
-        let new = tcp_transition(old, dir, tcp, secure);
-        if new != old {
-            let dest = c.dest;
-            let st = &mut self.core.status[dest.index()];
-            if c.flags & cf::INACTIVE == 0 && !new.is_active() {
+        // (new state index, active?, established?, timeout)
+        let (new, active, established, timeout) = if proto == Protocol::Tcp.number() {
+            let old = TcpState::from_index(c.state).unwrap_or(TcpState::None);
+            let new = tcp_transition(old, dir, tcp, secure);
+            (
+                new.index(),
+                new.is_active(),
+                new == TcpState::Established,
+                self.core.timeouts.tcp(new),
+            )
+        } else {
+            let old = SctpState::from_index(usize::from(c.state)).unwrap_or(SctpState::None);
+            let new = sctp_transition(old, dir, sctp);
+            (
+                new.index() as u8,
+                new.is_active(),
+                new == SctpState::Established,
+                new.default_timeout_secs(),
+            )
+        };
+        if new != c.state {
+            let st = &mut self.core.status[c.dest.index()];
+            if c.flags & cf::INACTIVE == 0 && !active {
                 st.active = st.active.saturating_sub(1);
                 st.inactive += 1;
                 c.flags |= cf::INACTIVE;
-            } else if c.flags & cf::INACTIVE != 0 && new.is_active() {
+            } else if c.flags & cf::INACTIVE != 0 && active {
                 st.active += 1;
                 st.inactive = st.inactive.saturating_sub(1);
                 c.flags &= !cf::INACTIVE;
             }
-            c.state = new.index();
-            if new == TcpState::Established {
+            c.state = new;
+            if established {
                 self.assure_control(id);
             }
         }
-        let c = self.table.get_mut(id);
-        c.timeout = self.core.timeouts.tcp(new);
+        self.table.get_mut(id).timeout = timeout;
     }
 
     fn forwarding(&self, id: u32, new_conn: bool, family: Family) -> Verdict {
@@ -915,6 +933,8 @@ impl<A: Addr> Flows<'_, A> {
             s == Some(TcpState::TimeWait)
                 || s == Some(TcpState::Close)
                 || (mode & 2 != 0 && s == Some(TcpState::FinWait) && c.flags & cf::NOOUTPUT != 0)
+        } else if c.proto == Protocol::Sctp.number() {
+            SctpState::from_index(usize::from(c.state)) == Some(SctpState::Closed)
         } else {
             false
         }
@@ -932,7 +952,11 @@ impl<A: Addr> Flows<'_, A> {
         };
         let mut cp = self.table.lookup(&key);
         let mut flush = false;
-        let is_new = p.proto == Protocol::Tcp && p.tcp.syn;
+        let is_new = match p.proto {
+            Protocol::Tcp => p.tcp.syn,
+            Protocol::Sctp => p.sctp == SctpEvent::Init,
+            Protocol::Udp => false,
+        };
         if let Some(id) = cp
             && self.core.sysctls.conn_reuse_mode != 0
             && is_new
@@ -964,7 +988,7 @@ impl<A: Addr> Flows<'_, A> {
                     Verdict::Drop(DropReason::DestUnavailable)
                 } else {
                     self.core.packet_stats(dest, true, p.len);
-                    self.set_state(id, Direction::Input, p.tcp);
+                    self.set_state(id, Direction::Input, p.tcp, p.sctp);
                     self.put(id);
                     self.forwarding(id, false, family)
                 }
@@ -989,7 +1013,7 @@ impl<A: Addr> Flows<'_, A> {
         };
         let dest = self.table.get(id).dest;
         self.core.packet_stats(dest, true, p.len);
-        self.set_state(id, Direction::Input, p.tcp);
+        self.set_state(id, Direction::Input, p.tcp, p.sctp);
         let verdict = self.forwarding(id, true, family);
         if self.table.get(id).flags & cf::ONE_PACKET != 0 {
             // One-packet scheduling: the entry goes once its packet is out.
@@ -1002,13 +1026,20 @@ impl<A: Addr> Flows<'_, A> {
     }
 
     /// `ip_vs_out`: a reply on a known connection.
-    fn outbound(&mut self, id: u32, tcp: TcpFlags, len: u32, family: Family) -> Verdict {
+    fn outbound(
+        &mut self,
+        id: u32,
+        tcp: TcpFlags,
+        sctp: SctpEvent,
+        len: u32,
+        family: Family,
+    ) -> Verdict {
         if !self.table.is_live(id) {
             return Verdict::Drop(DropReason::NoConnection);
         }
         let dest = self.table.get(id).dest;
         self.core.packet_stats(dest, false, len);
-        self.set_state(id, Direction::Output, tcp);
+        self.set_state(id, Direction::Output, tcp, sctp);
         self.put(id);
         self.forwarding(id, false, family)
     }
@@ -1145,6 +1176,26 @@ impl Director {
         with_flows!(self, conn.family, |f| f.outbound(
             conn.id,
             tcp,
+            SctpEvent::Data,
+            len,
+            conn.family
+        ))
+    }
+
+    /// An SCTP reply from the real server on a known connection; `event` is
+    /// what its chunks make ([`crate::sctp::sctp_packet_event`]).
+    pub fn outbound_sctp(
+        &mut self,
+        conn: ConnRef,
+        event: SctpEvent,
+        len: u32,
+        now_ms: u64,
+    ) -> Verdict {
+        self.advance(now_ms);
+        with_flows!(self, conn.family, |f| f.outbound(
+            conn.id,
+            TcpFlags::default(),
+            event,
             len,
             conn.family
         ))
@@ -1627,7 +1678,7 @@ fn snapshot_of<A: Addr>(core: &Core, table: &ConnTable<A>, id: u32) -> (u32, Con
     } else if c.proto == Protocol::Udp.number() {
         UDP_STATE_NAME
     } else {
-        "NONE"
+        SctpState::from_index(usize::from(c.state)).map_or("ERR!", SctpState::name)
     };
     let deadline = table.deadline(id).unwrap_or(core.now);
     (

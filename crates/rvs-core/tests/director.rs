@@ -86,6 +86,7 @@ fn tcp(client: &str, cport: u16, vport: u16, flags: TcpFlags) -> PacketInfo {
         dport: vport,
         fwmark: 0,
         tcp: flags,
+        sctp: rvs_core::sctp::SctpEvent::Data,
         len: TCP_LEN,
     }
 }
@@ -99,6 +100,7 @@ fn udp(client: &str, cport: u16, vport: u16) -> PacketInfo {
         dport: vport,
         fwmark: 0,
         tcp: TcpFlags::default(),
+        sctp: rvs_core::sctp::SctpEvent::Data,
         len: UDP_LEN,
     }
 }

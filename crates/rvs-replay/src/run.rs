@@ -159,6 +159,7 @@ impl Replay {
             dport: vip.1,
             fwmark: mark,
             tcp,
+            sctp: rvs_core::sctp::SctpEvent::Data,
             len: if proto == Protocol::Tcp {
                 TCP_PACKET_LEN
             } else {
