@@ -220,6 +220,7 @@ impl<A: Addr> ConnTable<A> {
     pub fn reserve(&mut self, n: usize) {
         let n = n.min(self.capacity.saturating_sub(self.len));
         self.slots.reserve_exact(n);
+        self.timers.reserve(n);
         let hasher = &self.hasher;
         let slots = &self.slots;
         self.index

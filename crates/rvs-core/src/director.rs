@@ -1116,48 +1116,47 @@ impl Director {
     /// trash sweeps due by then happen in time order. Time never goes back.
     pub fn advance(&mut self, now_ms: u64) {
         loop {
-            let t4 = self.v4.next_deadline();
-            let t6 = self.v6.next_deadline();
-            let timer = match (t4, t6) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // Expire everything due up to the next estimator tick or trash
+            // sweep (or `now_ms`), then run that tick or sweep, so each sees
+            // the table as it stands at its own time.
             let est = self.core.next_estimate;
-            let mut next = est;
-            if let Some(t) = timer {
-                next = next.min(t);
-            }
-            if let Some(t) = self.core.trash_timer {
-                next = next.min(t);
-            }
-            if next > now_ms {
-                break;
-            }
-            self.core.now = self.core.now.max(next);
-            if est == next {
+            let trash = self.core.trash_timer.unwrap_or(u64::MAX);
+            let boundary = est.min(trash).min(now_ms);
+            self.expire_due(boundary);
+            if est <= boundary {
+                self.core.now = self.core.now.max(est);
                 self.core.estimate_all();
                 self.core.next_estimate += ESTIMATOR_PERIOD_MS;
-            } else if timer == Some(next) {
-                if t4 == Some(next) {
-                    let (id, d) = self.v4.pop_expired(next).expect("due v4 timer");
-                    Flows {
-                        core: &mut self.core,
-                        table: &mut self.v4,
-                    }
-                    .expire(id, d);
-                } else {
-                    let (id, d) = self.v6.pop_expired(next).expect("due v6 timer");
-                    Flows {
-                        core: &mut self.core,
-                        table: &mut self.v6,
-                    }
-                    .expire(id, d);
-                }
+            } else if trash <= boundary {
+                self.core.now = self.core.now.max(trash);
+                self.core.sweep_trash(trash);
             } else {
-                self.core.sweep_trash(next);
+                break;
             }
         }
         self.core.now = self.core.now.max(now_ms);
+    }
+
+    /// Fires every connection timer due by `until`, in deadline order
+    /// within each table (the two families' tables never affect each
+    /// other's entries).
+    fn expire_due(&mut self, until: u64) {
+        while let Some((id, d)) = self.v4.pop_expired(until) {
+            self.core.now = self.core.now.max(d);
+            Flows {
+                core: &mut self.core,
+                table: &mut self.v4,
+            }
+            .expire(id, d);
+        }
+        while let Some((id, d)) = self.v6.pop_expired(until) {
+            self.core.now = self.core.now.max(d);
+            Flows {
+                core: &mut self.core,
+                table: &mut self.v6,
+            }
+            .expire(id, d);
+        }
     }
 
     /// A packet from a client towards a virtual service.

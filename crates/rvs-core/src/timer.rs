@@ -151,6 +151,12 @@ impl TimerWheel {
         }
     }
 
+    /// Makes room for `ids` more ids up front, so a table sized for its
+    /// load carries no growth slack.
+    pub fn reserve(&mut self, ids: usize) {
+        self.entries.reserve_exact(ids);
+    }
+
     /// Arms `id` to fire at `deadline_ms`, replacing any earlier arming.
     ///
     /// Among timers with the same deadline, the one whose latest `arm` call
