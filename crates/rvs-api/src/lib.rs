@@ -159,8 +159,9 @@ pub enum BatchOp {
         /// The service.
         service: ServiceId,
     },
-    /// `-C`: delete every service.
-    Clear,
+    /// `-C`: delete every service. (A struct variant, so that an unknown
+    /// key beside the tag is refused as it is for the others.)
+    Clear {},
     /// `-a`.
     AddServer {
         /// The service.
@@ -235,7 +236,7 @@ impl BatchOp {
                 )]
             }
             BatchOp::DeleteService { service } => vec![Command::DeleteService(service.0)],
-            BatchOp::Clear => vec![Command::Clear],
+            BatchOp::Clear {} => vec![Command::Clear],
             BatchOp::AddServer { service, server } => vec![Command::AddDest {
                 service: service.0,
                 dest: server.to_core(&service.0).map_err(at("server"))?,
@@ -268,7 +269,7 @@ impl BatchOp {
             Command::DeleteService(k) => BatchOp::DeleteService {
                 service: ServiceId(*k),
             },
-            Command::Clear => BatchOp::Clear,
+            Command::Clear => BatchOp::Clear {},
             Command::AddDest { service, dest } => BatchOp::AddServer {
                 service: ServiceId(*service),
                 server: ServerSpec::from_core(dest),
