@@ -1,5 +1,5 @@
 //! The configuration of `rvsd`: a TOML file read by [`parse`] into a
-//! checked [`Config`], its conversion to the core's types, and [`diff`],
+//! checked [`Config`], its conversion to the core's types, and [`diff()`],
 //! which turns one rule set into another with the fewest changes.
 //!
 //! Every table refuses keys it does not know. Errors point at the value at
