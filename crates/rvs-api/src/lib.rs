@@ -1,0 +1,339 @@
+//! The control API of `rvsd`: JSON over HTTP/1.1 on a Unix socket.
+//!
+//! This crate holds what the daemon and `rvsadm` share: the routes
+//! ([`Route`], [`ENDPOINTS`]), the request and response bodies, and their
+//! mapping to the core's types. Services and servers are written as in the
+//! configuration file ([`ServiceSpec`], [`ServerSpec`], the same keys), so a
+//! `[[service]]` table and a `POST /v1/services` body say the same thing.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | `/v1/services` | | [`ServiceList`] |
+//! | POST | `/v1/services` | [`ServiceSpec`] (with its servers) | 201, [`ServiceStatus`] |
+//! | GET | `/v1/services/{id}` | | [`ServiceStatus`] |
+//! | PUT | `/v1/services/{id}` | [`ServiceSpec`] | [`ServiceStatus`] |
+//! | DELETE | `/v1/services/{id}` | | 204 |
+//! | POST | `/v1/services/{id}/servers` | [`ServerSpec`] | 201, [`ServiceStatus`] |
+//! | PUT | `/v1/services/{id}/servers/{server}` | [`ServerSpec`] | [`ServiceStatus`] |
+//! | DELETE | `/v1/services/{id}/servers/{server}` | | 204 |
+//! | POST | `/v1/zero` | [`ZeroRequest`] | 204 |
+//! | GET | `/v1/timeouts` | | [`TimeoutsBody`] |
+//! | PUT | `/v1/timeouts` | [`TimeoutsBody`] | [`TimeoutsBody`] |
+//! | GET | `/v1/connections` | | [`ConnList`] |
+//! | POST | `/v1/batch` | [`Batch`] | [`BatchResult`] |
+//!
+//! `{id}` is a [`ServiceId`] (`tcp-192.0.2.1-80`, `udp-2001:db8::1-53`,
+//! `fwm-7`, `fwm6-7`) and `{server}` a [`ServerId`] (`10.0.0.1-8080`): no
+//! character in them needs percent-encoding.
+//!
+//! `PUT /v1/services/{id}` replaces the service's attributes (an omitted
+//! attribute takes its default, as `ipvsadm -E` does); when the body has a
+//! `server` list, the service's servers are made that list (kept servers
+//! edited in place), and when it has none they are left as they are.
+//!
+//! `POST /v1/batch` applies a list of ipvsadm-equivalent operations
+//! ([`BatchOp`]) atomically: all of them or, at the first refused one,
+//! none, with the error naming its index.
+//!
+//! Every failure answers with a 4xx or 5xx status and an [`ErrorBody`]
+//! (`{"error": "message"}`); [`status_of`] gives the status of a director
+//! error.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod ids;
+mod route;
+mod status;
+
+use rvs_core::director::CtlError;
+use rvs_core::model::Timeouts;
+use rvs_ipvsadm::Command;
+use serde::{Deserialize, Serialize};
+
+pub use ids::{IdError, ServerId, ServiceId};
+pub use route::{ENDPOINTS, Endpoint, Method, Route, RouteError};
+pub use rvs_config::spec::{
+    FamilyName, MethodName, NetmaskSpec, ProtocolName, ProxyProtocol, ServerSpec, ServiceSpec,
+    SpecError, TunCsumName, TunTypeName,
+};
+pub use status::{ConnList, ConnStatus, Counters, Rates, ServerStatus, ServiceList, ServiceStatus};
+
+/// The body of every failure: `{"error": "message"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What went wrong, as ipvsadm words it where it has a wording.
+    pub error: String,
+}
+
+impl ErrorBody {
+    /// An error body with a message.
+    pub fn new(error: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: error.into(),
+        }
+    }
+
+    /// The message of a spec error, prefixed with the key at fault.
+    pub fn from_spec(e: &SpecError) -> ErrorBody {
+        if e.path.0.is_empty() {
+            ErrorBody::new(e.message.clone())
+        } else {
+            ErrorBody::new(format!("{}: {}", e.path, e.message))
+        }
+    }
+}
+
+/// The HTTP status of a refused control operation: 404 for something
+/// missing, 409 for something already there, 422 for a rule broken.
+pub fn status_of(e: &CtlError) -> u16 {
+    match e {
+        CtlError::NoSuchService | CtlError::ServiceNotDefined | CtlError::NoSuchDest => 404,
+        CtlError::ServiceExists | CtlError::DestExists => 409,
+        CtlError::Invalid(_) => 422,
+    }
+}
+
+/// `GET`/`PUT /v1/timeouts`: connection timeouts in seconds. In a `PUT`, 0
+/// leaves a timeout as it is, as `ipvsadm --set` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsBody {
+    /// TCP ESTABLISHED.
+    #[serde(default)]
+    pub tcp: u32,
+    /// TCP FIN_WAIT.
+    #[serde(default)]
+    pub tcp_fin: u32,
+    /// UDP.
+    #[serde(default)]
+    pub udp: u32,
+}
+
+impl From<Timeouts> for TimeoutsBody {
+    fn from(t: Timeouts) -> Self {
+        TimeoutsBody {
+            tcp: t.tcp,
+            tcp_fin: t.tcp_fin,
+            udp: t.udp,
+        }
+    }
+}
+
+impl From<TimeoutsBody> for Timeouts {
+    fn from(t: TimeoutsBody) -> Self {
+        Timeouts {
+            tcp: t.tcp,
+            tcp_fin: t.tcp_fin,
+            udp: t.udp,
+        }
+    }
+}
+
+/// `POST /v1/zero`: zero the counters of one service, or of all when
+/// `service` is absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroRequest {
+    /// The service; every one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceId>,
+}
+
+/// One operation of a batch, as one ipvsadm rule line says it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BatchOp {
+    /// `-A` (its `server` list, if any, is added too).
+    AddService {
+        /// The service.
+        service: ServiceSpec,
+    },
+    /// `-E`: replace the attributes (servers are not touched).
+    EditService {
+        /// The service.
+        service: ServiceSpec,
+    },
+    /// `-D`.
+    DeleteService {
+        /// The service.
+        service: ServiceId,
+    },
+    /// `-C`: delete every service. (A struct variant, so that an unknown
+    /// key beside the tag is refused as it is for the others.)
+    Clear {},
+    /// `-a`.
+    AddServer {
+        /// The service.
+        service: ServiceId,
+        /// The server.
+        server: ServerSpec,
+    },
+    /// `-e`.
+    EditServer {
+        /// The service.
+        service: ServiceId,
+        /// The server.
+        server: ServerSpec,
+    },
+    /// `-d`.
+    DeleteServer {
+        /// The service.
+        service: ServiceId,
+        /// The server.
+        server: ServerId,
+    },
+    /// `-Z`.
+    Zero {
+        /// The service; every one when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<ServiceId>,
+    },
+    /// `--set tcp tcpfin udp` (0 leaves a value as it is).
+    SetTimeouts {
+        /// The timeouts.
+        timeouts: TimeoutsBody,
+    },
+}
+
+/// `POST /v1/batch`: operations applied atomically, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The operations.
+    pub ops: Vec<BatchOp>,
+}
+
+/// The answer to a batch that was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchResult {
+    /// How many operations were applied (all of them).
+    pub applied: usize,
+}
+
+impl BatchOp {
+    /// The ipvsadm commands this operation is (an added service is
+    /// followed by the addition of its servers). The daemon applies them
+    /// with `rvs_ipvsadm::director::apply`.
+    pub fn to_commands(&self) -> Result<Vec<Command>, SpecError> {
+        let at = |k: &'static str| move |e: SpecError| e.under(&rvs_config::Path::root().key(k));
+        Ok(match self {
+            BatchOp::AddService { service } => {
+                let (cfg, dests) = service.to_core().map_err(at("service"))?;
+                let key = cfg.key;
+                let mut out = vec![Command::AddService(cfg)];
+                out.extend(
+                    dests
+                        .into_iter()
+                        .map(|dest| Command::AddDest { service: key, dest }),
+                );
+                out
+            }
+            BatchOp::EditService { service } => {
+                vec![Command::EditService(
+                    service.to_service_config().map_err(at("service"))?,
+                )]
+            }
+            BatchOp::DeleteService { service } => vec![Command::DeleteService(service.0)],
+            BatchOp::Clear {} => vec![Command::Clear],
+            BatchOp::AddServer { service, server } => vec![Command::AddDest {
+                service: service.0,
+                dest: server.to_core(&service.0).map_err(at("server"))?,
+            }],
+            BatchOp::EditServer { service, server } => vec![Command::EditDest {
+                service: service.0,
+                dest: server.to_core(&service.0).map_err(at("server"))?,
+            }],
+            BatchOp::DeleteServer { service, server } => vec![Command::DeleteDest {
+                service: service.0,
+                addr: server.addr,
+                port: server.port,
+            }],
+            BatchOp::Zero { service } => vec![Command::Zero(service.map(|s| s.0))],
+            BatchOp::SetTimeouts { timeouts } => vec![Command::SetTimeouts((*timeouts).into())],
+        })
+    }
+
+    /// The operation of a rule-changing ipvsadm command; `None` for the
+    /// commands that change no rule (`-L`, `-S`, ...). This is how `rvsadm`
+    /// sends ipvsadm syntax to the daemon.
+    pub fn from_command(cmd: &Command) -> Option<BatchOp> {
+        Some(match cmd {
+            Command::AddService(s) => BatchOp::AddService {
+                service: ServiceSpec::from_core(s, None, ProxyProtocol::Off),
+            },
+            Command::EditService(s) => BatchOp::EditService {
+                service: ServiceSpec::from_core(s, None, ProxyProtocol::Off),
+            },
+            Command::DeleteService(k) => BatchOp::DeleteService {
+                service: ServiceId(*k),
+            },
+            Command::Clear => BatchOp::Clear {},
+            Command::AddDest { service, dest } => BatchOp::AddServer {
+                service: ServiceId(*service),
+                server: ServerSpec::from_core(dest),
+            },
+            Command::EditDest { service, dest } => BatchOp::EditServer {
+                service: ServiceId(*service),
+                server: ServerSpec::from_core(dest),
+            },
+            Command::DeleteDest {
+                service,
+                addr,
+                port,
+            } => BatchOp::DeleteServer {
+                service: ServiceId(*service),
+                server: ServerId {
+                    addr: *addr,
+                    port: *port,
+                },
+            },
+            Command::Zero(k) => BatchOp::Zero {
+                service: k.map(ServiceId),
+            },
+            Command::SetTimeouts(t) => BatchOp::SetTimeouts {
+                timeouts: (*t).into(),
+            },
+            _ => return None,
+        })
+    }
+}
+
+impl From<&rvs_config::Op> for BatchOp {
+    /// A step of a configuration diff as a batch operation (what a reload
+    /// sends).
+    fn from(op: &rvs_config::Op) -> BatchOp {
+        use rvs_config::Op;
+        match op {
+            Op::AddService(s) => BatchOp::AddService {
+                service: ServiceSpec::from_core(s, None, ProxyProtocol::Off),
+            },
+            Op::EditService(s) => BatchOp::EditService {
+                service: ServiceSpec::from_core(s, None, ProxyProtocol::Off),
+            },
+            Op::DeleteService(k) => BatchOp::DeleteService {
+                service: ServiceId(*k),
+            },
+            Op::AddDest { service, dest } => BatchOp::AddServer {
+                service: ServiceId(*service),
+                server: ServerSpec::from_core(dest),
+            },
+            Op::EditDest { service, dest } => BatchOp::EditServer {
+                service: ServiceId(*service),
+                server: ServerSpec::from_core(dest),
+            },
+            Op::DeleteDest {
+                service,
+                addr,
+                port,
+            } => BatchOp::DeleteServer {
+                service: ServiceId(*service),
+                server: ServerId {
+                    addr: *addr,
+                    port: *port,
+                },
+            },
+        }
+    }
+}
