@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod control;
 mod ids;
 mod route;
 mod status;
@@ -50,6 +51,7 @@ use rvs_core::model::Timeouts;
 use rvs_ipvsadm::Command;
 use serde::{Deserialize, Serialize};
 
+pub use control::{Control, ControlError, DirectorControl};
 pub use ids::{IdError, ServerId, ServiceId};
 pub use route::{ENDPOINTS, Endpoint, Method, Route, RouteError};
 pub use rvs_config::spec::{

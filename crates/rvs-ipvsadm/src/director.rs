@@ -156,3 +156,71 @@ pub fn save(d: &Director) -> String {
         .collect();
     crate::save::save(&services)
 }
+
+/// Checks commands against a copy of the director's rules without touching
+/// the director: `Ok` means applying them in order will succeed. The error
+/// names the first failing command (its index) and ipvsadm's message.
+///
+/// Whether a rule-changing command succeeds depends only on the rules in
+/// force (services, servers and their settings), never on connections or
+/// counters, so a scratch director rebuilt from the rules is a faithful
+/// stand-in.
+pub fn dry_run(d: &Director, cmds: &[Command]) -> Result<(), (usize, ApplyError)> {
+    let mut scratch = Director::new(rvs_core::director::DirectorConfig {
+        conn_capacity: 0,
+        sysctls: d.sysctls(),
+        ..Default::default()
+    });
+    for s in d.services() {
+        scratch
+            .add_service(s.config.clone())
+            .map_err(|e| (usize::MAX, e.into()))?;
+        // Oldest first, so the scratch list has the same order.
+        for dest in s.dests.iter().rev() {
+            scratch
+                .add_dest(&s.config.key, dest.config)
+                .map_err(|e| (usize::MAX, e.into()))?;
+        }
+    }
+    for (i, c) in cmds.iter().enumerate() {
+        apply(&mut scratch, c).map_err(|e| (i, e))?;
+    }
+    Ok(())
+}
+
+/// Applies commands all or nothing: checked first with [`dry_run`], then
+/// applied.
+pub fn apply_all(d: &mut Director, cmds: &[Command]) -> Result<(), (usize, ApplyError)> {
+    dry_run(d, cmds)?;
+    for (i, c) in cmds.iter().enumerate() {
+        apply(d, c).map_err(|e| (i, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_args;
+    use rvs_core::director::DirectorConfig;
+
+    fn cmd(line: &str) -> Command {
+        parse_args(&line.split_whitespace().collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn apply_all_is_all_or_nothing() {
+        let mut d = Director::new(DirectorConfig::default());
+        apply(&mut d, &cmd("-A -t 203.0.113.1:80 -s rr")).unwrap();
+        let before = save(&d);
+        let batch = [
+            cmd("-a -t 203.0.113.1:80 -r 192.0.2.1:80 -m"),
+            cmd("-a -t 203.0.113.1:80 -r 192.0.2.1:80 -m"),
+        ];
+        let (i, e) = apply_all(&mut d, &batch).unwrap_err();
+        assert_eq!((i, e.0.as_str()), (1, "Destination already exists"));
+        assert_eq!(save(&d), before);
+        apply_all(&mut d, &batch[..1]).unwrap();
+        assert_ne!(save(&d), before);
+    }
+}

@@ -1,0 +1,148 @@
+//! What the control API needs from a running director, whatever its data
+//! plane: the daemon's HTTP server is written against [`Control`], and each
+//! data plane implements it.
+
+use std::sync::Mutex;
+
+use rvs_core::director::{ConnSnapshot, Director, ServiceSnapshot};
+use rvs_core::model::Timeouts;
+use rvs_ipvsadm::Command;
+
+/// A refused control request: the HTTP status and the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    /// HTTP status (4xx for the caller's mistakes).
+    pub status: u16,
+    /// What went wrong, in ipvsadm's words where it has them.
+    pub message: String,
+}
+
+/// The operations behind the control API.
+pub trait Control: Send + Sync + 'static {
+    /// Applies rule-changing commands all or nothing: on any error nothing
+    /// has changed.
+    fn apply(&self, cmds: &[Command]) -> Result<(), ControlError>;
+    /// Every service with its servers, counters and rates.
+    fn services(&self) -> Vec<ServiceSnapshot>;
+    /// Every connection and template, in creation order.
+    fn connections(&self) -> Vec<ConnSnapshot>;
+    /// The timeouts `--set` changes.
+    fn timeouts(&self) -> Timeouts;
+}
+
+/// [`Control`] over one director behind a mutex: the reference
+/// implementation, and what a single-table data plane needs.
+#[derive(Debug)]
+pub struct DirectorControl {
+    director: Mutex<Director>,
+    clock: fn() -> u64,
+}
+
+impl DirectorControl {
+    /// Wraps a director; `clock` gives the current time in milliseconds on
+    /// the director's clock (listings advance the director to it first).
+    pub fn new(director: Director, clock: fn() -> u64) -> Self {
+        DirectorControl {
+            director: Mutex::new(director),
+            clock,
+        }
+    }
+
+    /// Runs `f` on the director, advanced to now.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Director) -> R) -> R {
+        let mut d = self.director.lock().unwrap_or_else(|p| p.into_inner());
+        d.advance((self.clock)());
+        f(&mut d)
+    }
+}
+
+fn refused(e: rvs_ipvsadm::director::ApplyError, cmd: Option<&Command>) -> ControlError {
+    // The director's own errors carry their HTTP meaning; anything else
+    // (a command that changes no rules) is the caller's mistake.
+    let status = match cmd {
+        Some(_) => match e.0.as_str() {
+            "No such service" | "Service not defined" | "No such destination" => 404,
+            "Service already exists" | "Destination already exists" => 409,
+            _ => 422,
+        },
+        None => 400,
+    };
+    ControlError {
+        status,
+        message: e.0,
+    }
+}
+
+impl Control for DirectorControl {
+    fn apply(&self, cmds: &[Command]) -> Result<(), ControlError> {
+        if let Some(c) = cmds.iter().find(|c| !c.is_rule()) {
+            return Err(refused(
+                rvs_ipvsadm::director::ApplyError(format!("{c:?} does not change rules")),
+                None,
+            ));
+        }
+        self.with(|d| {
+            rvs_ipvsadm::director::apply_all(d, cmds).map_err(|(i, e)| refused(e, cmds.get(i)))
+        })
+    }
+
+    fn services(&self) -> Vec<ServiceSnapshot> {
+        self.with(|d| d.services())
+    }
+
+    fn connections(&self) -> Vec<ConnSnapshot> {
+        self.with(|d| d.connections())
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.with(|d| d.timeouts())
+    }
+}
+
+// Keeps the status mapping of this module and of `status_of` in step.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status_of;
+    use rvs_core::director::{CtlError, DirectorConfig};
+    use rvs_ipvsadm::parse_args;
+
+    fn cmd(line: &str) -> Command {
+        parse_args(&line.split_whitespace().collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn statuses_match_the_director_errors() {
+        for (e, status) in [
+            (CtlError::NoSuchService, 404),
+            (CtlError::ServiceNotDefined, 404),
+            (CtlError::NoSuchDest, 404),
+            (CtlError::ServiceExists, 409),
+            (CtlError::DestExists, 409),
+        ] {
+            assert_eq!(status_of(&e), status);
+            let r = refused(
+                rvs_ipvsadm::director::ApplyError(e.to_string()),
+                Some(&Command::Clear),
+            );
+            assert_eq!(r.status, status, "{e}");
+        }
+    }
+
+    #[test]
+    fn batches_are_atomic() {
+        let c = DirectorControl::new(Director::new(DirectorConfig::default()), || 0);
+        c.apply(&[cmd("-A -t 203.0.113.1:80 -s rr")]).unwrap();
+        let err = c
+            .apply(&[
+                cmd("-a -t 203.0.113.1:80 -r 192.0.2.1:80 -m"),
+                cmd("-a -t 203.0.113.9:80 -r 192.0.2.1:80 -m"),
+            ])
+            .unwrap_err();
+        assert_eq!(err.status, 404);
+        assert!(c.services()[0].dests.is_empty());
+        let err = c.apply(&[cmd("-Ln")]).unwrap_err();
+        assert_eq!(err.status, 400);
+    }
+}
