@@ -36,6 +36,7 @@ fn measure<A: Addr>(name: &str, n: usize, client: impl Fn(u32) -> A, vip: A) {
     table.reserve(n);
     // The same arms on a lone wheel, to show the timers' share.
     let mut wheel = TimerWheel::new();
+    wheel.reserve(n);
     let mut rng = SplitMix64::new(7);
     for i in 0..n as u64 {
         let id = table.insert(conn(i, &client, vip)).expect("room");
