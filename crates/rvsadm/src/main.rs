@@ -5,6 +5,12 @@
 //! or 2 when a file cannot be used (reported as `FILE:LINE:COLUMN: message`,
 //! nothing applied). `rvsadm check --rules FILE` validates a rules file and
 //! prints it back as `ipvsadm -Sn` would.
+//!
+//! Any other invocation whose first word is an option is ipvsadm's command
+//! line, sent to the running `rvsd` (see [`ipvsadm`]):
+//! `rvsadm [--control PATH] -Ln`, `rvsadm -A -t 192.0.2.1:80 -s rr`, ...
+
+mod ipvsadm;
 
 use std::process::ExitCode;
 
@@ -12,6 +18,7 @@ use rvs_core::director::DirectorConfig;
 use rvs_replay::{Replay, load_rules, parse_events};
 
 const USAGE: &str = "usage:
+  rvsadm [--control PATH] <ipvsadm command and options>  (rvsadm -h)
   rvsadm replay --rules FILE --events FILE [--seed N]
   rvsadm check --rules FILE";
 
@@ -92,19 +99,10 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let result = match parse_opts(&args[1..]) {
-        Err(e) => Err((2, e)),
-        Ok(o) => match sub.as_str() {
-            "replay" => replay(&o),
-            "check" => check(&o),
-            "-h" | "--help" => Ok(format!("{USAGE}\n")),
-            other => Err((
-                2,
-                format!(
-                    "unknown command {other:?}: ipvsadm commands need the rvsd daemon, which this build does not include yet\n{USAGE}"
-                ),
-            )),
-        },
+    let result = if sub.starts_with('-') {
+        ipvsadm::run(&args)
+    } else {
+        subcommand(sub, &args[1..])
     };
     match result {
         Ok(out) => {
@@ -115,5 +113,22 @@ fn main() -> ExitCode {
             eprintln!("{msg}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// `replay` and `check`, and the message for an unknown word.
+fn subcommand(sub: &str, rest: &[String]) -> Result<String, (u8, String)> {
+    match parse_opts(rest) {
+        Err(e) => Err((2, e)),
+        Ok(o) => match sub {
+            "replay" => replay(&o),
+            "check" => check(&o),
+            other => Err((
+                2,
+                format!(
+                    "unknown command {other:?}: ipvsadm commands start with an option (rvsadm -h)\n{USAGE}"
+                ),
+            )),
+        },
     }
 }
