@@ -33,8 +33,8 @@
 //! # Connect failures
 //!
 //! A refused or timed-out connect is counted against the server
-//! ([`Engine::connect_failures`]), reported to the director as an inbound
-//! RST (the entry goes to CLOSE), and the same client tuple is offered
+//! ([`Engine::connect_failures`]), reported to the director as the
+//! server's RST (outbound; the entry goes to CLOSE), and the same client tuple is offered
 //! again as a SYN: the core's port-reuse rule reschedules a SYN on a CLOSE
 //! entry, so the scheduler picks again (a failed server keeps its place in
 //! rr order, so another one comes next). This is tried up to

@@ -149,7 +149,7 @@ async fn schedule(
         };
         let dest = (f.daddr, f.dport);
         if failed.contains(&dest) {
-            inbound(svc, client, RST, 0);
+            outbound(svc, client, f.conn, RST, 0);
             tracing::warn!(service = %svc.key, %client, server = %SocketAddr::from(dest),
                 "scheduler chose a server that already failed; closing the client");
             return None;
@@ -158,7 +158,10 @@ async fn schedule(
             Ok(s) => return Some((s, f.conn, dest)),
             Err(e) => {
                 svc.count_failure(dest);
-                inbound(svc, client, RST, 0);
+                // The refusal is the server's answer: an outbound RST takes
+                // the entry to CLOSE (a client RST would leave SYN_RECV as
+                // it is, the kernel's guard against spoofed resets).
+                outbound(svc, client, f.conn, RST, 0);
                 tracing::warn!(service = %svc.key, %client, server = %SocketAddr::from(dest),
                     error = %e, "connect to server failed");
                 failed.push(dest);
