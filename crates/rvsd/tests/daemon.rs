@@ -191,3 +191,41 @@ fn check_prints_rules_and_locates_errors() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("bad.toml:3:1:"), "{err}");
 }
+
+#[test]
+fn sighup_applies_the_difference_and_keeps_connections() {
+    let b = [backend("first"), backend("added")];
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let (rvsd, dir) = start(&config(vip, &b[..1]));
+    let (name, mut held) = connect(vip);
+    assert_eq!(name, "first");
+    let path = dir.0.join("rvsd.toml");
+    let pid = rvsd.0.id().to_string();
+    // An invalid file changes nothing.
+    std::fs::write(&path, "[[service]]\naddress = 5\n").unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(&path, config(vip, &b)).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Bounded wait until the added server is scheduled.
+    let deadline = Instant::now() + T;
+    while connect(vip).0 != "added" {
+        assert!(Instant::now() < deadline, "reload never added the server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    held.write_all(b"kept\n").unwrap();
+    let mut buf = [0u8; 5];
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"kept\n");
+}
