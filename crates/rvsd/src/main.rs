@@ -1,50 +1,164 @@
-//! `rvsd`, the director daemon.
+//! `rvsd`, the director daemon: runs every service of a TOML config and/or
+//! an ipvsadm rules file through the userspace L4 proxy (`rvs-proxy`).
 //!
-//! This build validates configuration only: `rvsd --rules FILE --check`
-//! loads an ipvsadm rules file into the core exactly as the daemon will and
-//! prints it back as `ipvsadm -Sn` would, or reports the first bad line as
-//! `FILE:LINE:COLUMN: message` with exit status 2. The data planes, the
-//! control API and the rest of the daemon are built on this core.
+//! ```text
+//! rvsd [--config FILE] [--rules FILE] [--control PATH] [--check]
+//! rvsd --demo
+//! ```
+//!
+//! `--check` validates and prints the rules as `ipvsadm -Sn` would (exit 2
+//! with `FILE:LINE:COLUMN: message` on error). SIGTERM stops accepting and
+//! lets connections drain for `[proxy] drain_grace_s`; SIGHUP re-reads the
+//! files and applies only the difference.
 
 use std::process::ExitCode;
 
-use rvs_core::director::DirectorConfig;
-use rvs_replay::load_rules;
+use rvs_core::director::{Director, DirectorConfig};
+use rvs_core::model::{DestConfig, ServiceConfig};
 
-fn main() -> ExitCode {
+mod daemon;
+mod demo;
+
+/// Command-line options.
+#[derive(Debug, Default, Clone)]
+pub struct Args {
+    config: Option<String>,
+    rules: Option<String>,
+    control: Option<String>,
+    check: bool,
+    demo: bool,
+}
+
+const USAGE: &str =
+    "usage: rvsd [--config FILE] [--rules FILE] [--control PATH] [--check] | rvsd --demo";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args::default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut rules = None;
-    let mut check = false;
     let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--rules" => rules = it.next().cloned(),
-            "--check" => check = true,
-            other => {
-                eprintln!("rvsd: unknown option {other:?}\nusage: rvsd --rules FILE --check");
+    while let Some(x) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("rvsd: {name} needs a value\n{USAGE}"))
+        };
+        match x.as_str() {
+            "--config" => a.config = Some(value("--config")?),
+            "--rules" => a.rules = Some(value("--rules")?),
+            "--control" => a.control = Some(value("--control")?),
+            "--check" => a.check = true,
+            "--demo" => a.demo = true,
+            other => return Err(format!("rvsd: unknown option {other:?}\n{USAGE}")),
+        }
+    }
+    if !a.demo && a.config.is_none() && a.rules.is_none() {
+        return Err(format!(
+            "rvsd: give --config FILE, --rules FILE or --demo\n{USAGE}"
+        ));
+    }
+    Ok(a)
+}
+
+/// What the files say: the config (defaults when only rules are given)
+/// and every service, config first.
+#[derive(Debug)]
+pub struct Loaded {
+    config: rvs_config::Config,
+    services: Vec<(ServiceConfig, Vec<DestConfig>)>,
+}
+
+/// Reads and checks the files; errors are `FILE:LINE:COLUMN: message`.
+pub fn load(args: &Args) -> Result<Loaded, String> {
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
+    let config = match &args.config {
+        Some(p) => rvs_config::parse(&read(p)?, p).map_err(|e| e.to_string())?,
+        None => rvs_config::Config::default(),
+    };
+    let mut services = config.services();
+    if let Some(p) = &args.rules {
+        let d = rvs_replay::load_rules(&read(p)?, p, DirectorConfig::default())
+            .map_err(|e| e.to_string())?;
+        for s in d.services() {
+            if services.iter().any(|(c, _)| c.key == s.config.key) {
+                return Err(format!(
+                    "{p}: service {} is defined in both {} and {p}",
+                    s.config.key,
+                    args.config.as_deref().unwrap_or("")
+                ));
+            }
+            let dests = s.dests.iter().rev().map(|d| d.config).collect();
+            services.push((s.config, dests));
+        }
+    }
+    Ok(Loaded { config, services })
+}
+
+fn check(args: &Args) -> ExitCode {
+    if let (None, Some(p)) = (&args.config, &args.rules) {
+        // A rules file alone is printed back from the director it loads into.
+        let text = match std::fs::read_to_string(p) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{p}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match rvs_replay::load_rules(&text, p, DirectorConfig::default()) {
+            Ok(d) => {
+                print!("{}", rvs_ipvsadm::director::save(&d));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let loaded = match load(args) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut d = Director::new(DirectorConfig {
+        sysctls: loaded.config.sysctls(),
+        ..DirectorConfig::default()
+    });
+    d.set_timeouts(loaded.config.timeouts());
+    for (s, dests) in &loaded.services {
+        if let Err(e) = d.add_service(s.clone()) {
+            eprintln!("{}: {e}", s.key);
+            return ExitCode::from(2);
+        }
+        for x in dests {
+            if let Err(e) = d.add_dest(&s.key, *x) {
+                eprintln!("{}: {e}", s.key);
                 return ExitCode::from(2);
             }
         }
     }
-    let (Some(path), true) = (rules, check) else {
-        eprintln!("usage: rvsd --rules FILE --check (this build runs no data plane yet)");
-        return ExitCode::from(2);
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    print!("{}", rvs_ipvsadm::director::save(&d));
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("{path}: {e}");
+            eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    match load_rules(&text, &path, DirectorConfig::default()) {
-        Ok(d) => {
-            print!("{}", rvs_ipvsadm::director::save(&d));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(2)
-        }
+    if args.check {
+        return check(&args);
     }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    daemon::run(args)
 }
