@@ -18,17 +18,27 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// The control API server is plugged in here: it gets the engine as
-/// `Arc<dyn rvs_api::Control>` and the socket path from `--control` or
-/// `[control] socket`.
-pub fn control_hook(control: Arc<dyn rvs_api::Control>, path: Option<&std::path::Path>) {
-    match path {
-        Some(p) => {
-            tracing::info!(path = %p.display(), "control API socket (server not in this build)")
-        }
-        None => tracing::info!("no control socket configured"),
-    }
-    drop(control);
+/// Starts the control API on its Unix socket (`--control`, `[control]
+/// socket`, or the default path for this user), serving the engine until
+/// the process exits. A socket that cannot be bound is an error: a daemon
+/// nobody can manage should not run.
+pub fn start_control(
+    control: Arc<dyn rvs_api::Control>,
+    path: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf, String> {
+    let path = path.map_or_else(
+        rvs_control::default_socket_path,
+        std::path::Path::to_path_buf,
+    );
+    let listener =
+        rvs_control::bind(&path).map_err(|e| format!("control socket {}: {e}", path.display()))?;
+    tracing::info!(path = %path.display(), "control API listening");
+    tokio::spawn(rvs_control::serve(
+        listener,
+        control,
+        std::future::pending(),
+    ));
+    Ok(path)
 }
 
 /// Builds the engine for a loaded configuration (inside a runtime).
@@ -90,7 +100,10 @@ async fn async_run(args: Args) -> ExitCode {
         .clone()
         .map(std::path::PathBuf::from)
         .or_else(|| loaded.config.control.socket.clone());
-    control_hook(Arc::new(engine.clone()), control_path.as_deref());
+    if let Err(e) = start_control(Arc::new(engine.clone()), control_path.as_deref()) {
+        eprintln!("rvsd: {e}");
+        return ExitCode::from(2);
+    }
     tracing::info!(services = loaded.services.len(), "rvsd running");
     if let Some(text) = demo {
         println!("{text}");

@@ -53,6 +53,9 @@ fn start(config: &str) -> (Rvsd, tempdir::Dir) {
     let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
         .arg("--config")
         .arg(&path)
+        // Each daemon its own control socket, so tests run side by side.
+        .arg("--control")
+        .arg(dir.0.join("rvsd.sock"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
