@@ -94,7 +94,7 @@ done
 
 cat > "$WORK/haproxy.cfg" <<EOF
 global
-  maxconn 20000
+  maxconn 9000
   nbthread 1
 defaults
   mode tcp
@@ -149,7 +149,8 @@ address = "127.0.0.1:15202"
 [[service.server]]
 address = "127.0.0.1:15203"
 EOF
-ns "$RVSD" --config "$WORK/rvsd.toml" --control "$WORK/rvsd.sock" > "$WORK/rvsd.log" 2>&1 &
+# Started directly (not through a shell function) so that $! is rvsd itself.
+ip netns exec "$NS" "$RVSD" --config "$WORK/rvsd.toml" --control "$WORK/rvsd.sock" > "$WORK/rvsd.log" 2>&1 &
 RVSD_PID=$!
 PIDS+=("$RVSD_PID")
 for p in 18081 18090 18091 18092 15201 15290 15291 15292; do wait_port $p; done
@@ -188,7 +189,7 @@ done
 # Resident memory of rvsd per idle proxied connection.
 rss() { awk '/VmRSS/ {print $2}' "/proc/$RVSD_PID/status"; }
 before=$(rss)
-ns python3 - "$IDLE" > "$OUT/idle.txt" <<'PY' &
+ip netns exec "$NS" python3 - "$IDLE" > "$OUT/idle.txt" <<'PY' &
 import socket, sys, time
 n = int(sys.argv[1]); socks = []
 for _ in range(n):
