@@ -119,3 +119,24 @@ async fn backend(l: TcpListener, name: String) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_names_a_non_default_socket_and_the_bound_metrics() {
+        let b: [SocketAddr; 1] = ["127.0.0.1:4000".parse().unwrap()];
+        let dflt = Path::new("/run/rvs/rvsd.sock");
+        let m = Some("127.0.0.1:9999".parse().unwrap());
+        let t = banner(&b, dflt, dflt, m);
+        assert!(t.contains("  rvsadm -Ln "), "{t}");
+        assert!(t.contains("curl http://127.0.0.1:9999/metrics"), "{t}");
+        let t = banner(&b, Path::new("/tmp/x/s.sock"), dflt, None);
+        assert!(t.contains("rvsadm --control /tmp/x/s.sock -Ln"), "{t}");
+        assert!(
+            t.contains("metrics are off") && !t.contains("/metrics"),
+            "{t}"
+        );
+    }
+}
