@@ -100,13 +100,34 @@ async fn async_run(args: Args) -> ExitCode {
         .clone()
         .map(std::path::PathBuf::from)
         .or_else(|| loaded.config.control.socket.clone());
-    if let Err(e) = start_control(Arc::new(engine.clone()), control_path.as_deref()) {
-        eprintln!("rvsd: {e}");
-        return ExitCode::from(2);
-    }
+    let control_path = match start_control(Arc::new(engine.clone()), control_path.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let metrics = match args.metrics_listen(&loaded.config.metrics) {
+        Some(listen) => match crate::metrics::start(engine.clone(), listen) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("rvsd: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     tracing::info!(services = loaded.services.len(), "rvsd running");
-    if let Some(text) = demo {
-        println!("{text}");
+    if let Some(backends) = demo {
+        println!(
+            "{}",
+            crate::demo::banner(
+                &backends,
+                &control_path,
+                &rvs_control::default_socket_path(),
+                metrics,
+            )
+        );
     }
     let grace = Duration::from_secs(loaded.config.proxy.drain_grace_s);
     let (mut term, mut hup, mut int) = match (

@@ -3,6 +3,7 @@
 //! root and no configuration.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 
 use rvs_core::model::{DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,13 +14,15 @@ use crate::Loaded;
 /// The demo's virtual service.
 pub const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 
-/// Starts the backends; returns the rules and the text telling how to try it.
-pub async fn start() -> std::io::Result<(Loaded, String)> {
+/// Starts the backends; returns the rules and the backends' addresses.
+pub async fn start() -> std::io::Result<(Loaded, Vec<SocketAddr>)> {
     let mut dests = Vec::new();
+    let mut backends = Vec::new();
     for i in 1..=3 {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = l.local_addr()?;
         tokio::spawn(backend(l, format!("backend-{i}")));
+        backends.push(addr);
         dests.push(DestConfig {
             addr: addr.ip(),
             port: addr.port(),
@@ -35,25 +38,57 @@ pub async fn start() -> std::io::Result<(Loaded, String)> {
         port: VIP.port(),
     });
     svc.scheduler = SchedulerKind::Rr;
-    let backends: Vec<String> = dests
-        .iter()
-        .map(|d| format!("{}:{}", d.addr, d.port))
-        .collect();
-    let text = format!(
-        "rvsd demo: round robin on http://{VIP}/ over backend-1..3 at {}\n\
-         try:\n  curl http://{VIP}/        # each request goes to the next backend in turn\n  \
-         rvsadm -Ln                     # the table, as ipvsadm prints it\n  \
-         curl http://127.0.0.1:9180/metrics\n\
-         stop with Ctrl-C",
-        backends.join(" ")
-    );
     Ok((
         Loaded {
             config: rvs_config::Config::default(),
             services: vec![(svc, dests)],
         },
-        text,
+        backends,
     ))
+}
+
+/// What the demo prints once everything listens: only commands that work
+/// against this very process (its control socket, its metrics address).
+pub fn banner(
+    backends: &[SocketAddr],
+    control: &Path,
+    default_control: &Path,
+    metrics: Option<SocketAddr>,
+) -> String {
+    let backends: Vec<String> = backends.iter().map(ToString::to_string).collect();
+    let rvsadm = if control == default_control {
+        "rvsadm -Ln".to_string()
+    } else {
+        format!("rvsadm --control {} -Ln", control.display())
+    };
+    // Comments line up; a long socket path still leaves two spaces.
+    let pad = |cmd: &str| {
+        if cmd.len() < 44 {
+            format!("{cmd:<44}")
+        } else {
+            format!("{cmd}  ")
+        }
+    };
+    let metrics = match metrics {
+        Some(a) => format!(
+            "  {}# the statistics, for Prometheus\n",
+            pad(&format!("curl http://{a}/metrics"))
+        ),
+        None => "  (metrics are off)\n".to_string(),
+    };
+    format!(
+        "rvsd demo: round robin on http://{VIP}/ over backend-1..3 at {}\n\
+         try:\n  \
+         {}# each request goes to the next backend in turn\n  \
+         {}# the table, as ipvsadm prints it\n\
+         {metrics}\
+         (rvsadm from the source tree: cargo run --release -p rvsadm -- {})\n\
+         stop with Ctrl-C",
+        backends.join(" "),
+        pad(&format!("curl http://{VIP}/")),
+        pad(&rvsadm),
+        rvsadm.trim_start_matches("rvsadm "),
+    )
 }
 
 /// A minimal HTTP/1.x server: reads a request head, answers with its name
@@ -82,5 +117,26 @@ async fn backend(l: TcpListener, name: String) {
             let _ = s.write_all(resp.as_bytes()).await;
             let _ = s.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_names_a_non_default_socket_and_the_bound_metrics() {
+        let b: [SocketAddr; 1] = ["127.0.0.1:4000".parse().unwrap()];
+        let dflt = Path::new("/run/rvs/rvsd.sock");
+        let m = Some("127.0.0.1:9999".parse().unwrap());
+        let t = banner(&b, dflt, dflt, m);
+        assert!(t.contains("  rvsadm -Ln "), "{t}");
+        assert!(t.contains("curl http://127.0.0.1:9999/metrics"), "{t}");
+        let t = banner(&b, Path::new("/tmp/x/s.sock"), dflt, None);
+        assert!(t.contains("rvsadm --control /tmp/x/s.sock -Ln"), "{t}");
+        assert!(
+            t.contains("metrics are off") && !t.contains("/metrics"),
+            "{t}"
+        );
     }
 }

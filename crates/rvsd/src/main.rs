@@ -2,8 +2,8 @@
 //! an ipvsadm rules file through the userspace L4 proxy (`rvs-proxy`).
 //!
 //! ```text
-//! rvsd [--config FILE] [--rules FILE] [--control PATH] [--check]
-//! rvsd --demo
+//! rvsd [--config FILE] [--rules FILE] [--control PATH] [--metrics ADDR | --no-metrics] [--check]
+//! rvsd --demo [--control PATH] [--metrics ADDR | --no-metrics]
 //! ```
 //!
 //! `--check` validates and prints the rules as `ipvsadm -Sn` would (exit 2
@@ -18,6 +18,7 @@ use rvs_core::model::{DestConfig, ServiceConfig};
 
 mod daemon;
 mod demo;
+mod metrics;
 
 /// Command-line options.
 #[derive(Debug, Default, Clone)]
@@ -27,10 +28,28 @@ pub struct Args {
     control: Option<String>,
     check: bool,
     demo: bool,
+    /// `--metrics ADDR`: overrides `[metrics] listen` (and turns them on).
+    metrics: Option<std::net::SocketAddr>,
+    /// `--no-metrics`: overrides `[metrics] enabled`.
+    no_metrics: bool,
 }
 
-const USAGE: &str =
-    "usage: rvsd [--config FILE] [--rules FILE] [--control PATH] [--check] | rvsd --demo";
+impl Args {
+    /// Where to serve `/metrics`, if anywhere: the flags win over the file.
+    fn metrics_listen(&self, file: &rvs_config::MetricsSettings) -> Option<std::net::SocketAddr> {
+        if self.no_metrics {
+            None
+        } else if let Some(a) = self.metrics {
+            Some(a)
+        } else {
+            file.enabled.then_some(file.listen)
+        }
+    }
+}
+
+const USAGE: &str = "usage: rvsd [--config FILE] [--rules FILE] [--control PATH] \
+     [--metrics ADDR | --no-metrics] [--check]\n       \
+     rvsd --demo [--control PATH] [--metrics ADDR | --no-metrics]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args::default();
@@ -48,8 +67,20 @@ fn parse_args() -> Result<Args, String> {
             "--control" => a.control = Some(value("--control")?),
             "--check" => a.check = true,
             "--demo" => a.demo = true,
+            "--metrics" => {
+                let v = value("--metrics")?;
+                a.metrics = Some(v.parse().map_err(|_| {
+                    format!("rvsd: --metrics {v:?}: not an address such as 127.0.0.1:9180\n{USAGE}")
+                })?);
+            }
+            "--no-metrics" => a.no_metrics = true,
             other => return Err(format!("rvsd: unknown option {other:?}\n{USAGE}")),
         }
+    }
+    if a.metrics.is_some() && a.no_metrics {
+        return Err(format!(
+            "rvsd: --metrics and --no-metrics contradict each other\n{USAGE}"
+        ));
     }
     if !a.demo && a.config.is_none() && a.rules.is_none() {
         return Err(format!(

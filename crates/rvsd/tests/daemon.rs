@@ -56,6 +56,9 @@ fn start(config: &str) -> (Rvsd, tempdir::Dir) {
         // Each daemon its own control socket, so tests run side by side.
         .arg("--control")
         .arg(dir.0.join("rvsd.sock"))
+        // The default metrics port is one per machine; tests/metrics.rs
+        // covers metrics on ports of its own.
+        .arg("--no-metrics")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -1,0 +1,564 @@
+//! `/metrics`: the engine's statistics in the Prometheus/OpenMetrics text
+//! format, on the `[metrics] listen` address.
+//!
+//! Nothing is counted twice: a [`Collector`] reads the engine's snapshots
+//! (the same ones `rvsadm -L --stats` lists) and `/proc/self` at scrape
+//! time, so a scrape always agrees with the director.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use rvs_core::director::ServiceSnapshot;
+use rvs_core::model::{Family, ServiceKey, SockAddrDisplay};
+use rvs_core::stats::{Counters, Rates};
+use rvs_proxy::Engine;
+
+/// The content type of OpenMetrics text, which Prometheus scrapes natively.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A service's label value: `tcp/127.0.0.1:8080`, `udp/[::1]:53`, `fwm/7`.
+pub fn service_label(key: &ServiceKey) -> String {
+    match key {
+        ServiceKey::Addr { proto, addr, port } => format!(
+            "{}/{}",
+            proto.name().to_ascii_lowercase(),
+            SockAddrDisplay(*addr, *port)
+        ),
+        ServiceKey::FwMark {
+            family: Family::V4,
+            mark,
+        } => format!("fwm/{mark}"),
+        ServiceKey::FwMark {
+            family: Family::V6,
+            mark,
+        } => format!("fwm6/{mark}"),
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One family: its name (counters without `_total`, the encoder adds it),
+/// help, type, and samples.
+struct Series<'a, V> {
+    name: &'a str,
+    help: &'a str,
+    samples: Vec<(Labels, V)>,
+}
+
+fn counter(enc: &mut DescriptorEncoder, f: Series<'_, u64>) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
+    if let [(labels, v)] = f.samples.as_slice()
+        && labels.is_empty()
+    {
+        // A process-wide value: no `{}` after its name.
+        return ConstCounter::new(*v).encode(m);
+    }
+    for (labels, v) in &f.samples {
+        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter_f64(enc: &mut DescriptorEncoder, f: Series<'_, f64>) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
+    if let [(labels, v)] = f.samples.as_slice()
+        && labels.is_empty()
+    {
+        // A process-wide value: no `{}` after its name.
+        return ConstCounter::new(*v).encode(m);
+    }
+    for (labels, v) in &f.samples {
+        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(enc: &mut DescriptorEncoder, f: Series<'_, i64>) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(f.name, f.help, None, MetricType::Gauge)?;
+    if let [(labels, v)] = f.samples.as_slice()
+        && labels.is_empty()
+    {
+        // A process-wide value: no `{}` after its name.
+        return ConstGauge::new(*v).encode(m);
+    }
+    for (labels, v) in &f.samples {
+        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge_f64(enc: &mut DescriptorEncoder, f: Series<'_, f64>) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(f.name, f.help, None, MetricType::Gauge)?;
+    if let [(labels, v)] = f.samples.as_slice()
+        && labels.is_empty()
+    {
+        // A process-wide value: no `{}` after its name.
+        return ConstGauge::new(*v).encode(m);
+    }
+    for (labels, v) in &f.samples {
+        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn sat(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The five statistics counters and rates, named as `ipvsadm --stats` and
+/// `--rate` name their columns.
+/// A family's name suffix, its help, and how to read it.
+type Stat<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+const COUNTERS: [Stat<Counters>; 5] = [
+    ("connections", "connections scheduled", |c| c.conns),
+    (
+        "in_packets",
+        "packets client to server (for a proxied connection: relay reads)",
+        |c| c.inpkts,
+    ),
+    (
+        "out_packets",
+        "packets server to client (for a proxied connection: relay reads)",
+        |c| c.outpkts,
+    ),
+    ("in_bytes", "payload bytes client to server", |c| c.inbytes),
+    ("out_bytes", "payload bytes server to client", |c| {
+        c.outbytes
+    }),
+];
+
+const RATES: [Stat<Rates>; 5] = [
+    (
+        "connections_per_second",
+        "estimated connections per second",
+        |r| r.cps,
+    ),
+    (
+        "in_packets_per_second",
+        "estimated packets per second, client to server",
+        |r| r.inpps,
+    ),
+    (
+        "out_packets_per_second",
+        "estimated packets per second, server to client",
+        |r| r.outpps,
+    ),
+    (
+        "in_bytes_per_second",
+        "estimated bytes per second, client to server",
+        |r| r.inbps,
+    ),
+    (
+        "out_bytes_per_second",
+        "estimated bytes per second, server to client",
+        |r| r.outbps,
+    ),
+];
+
+/// Reads the engine and the process at every scrape.
+#[derive(Debug)]
+pub struct EngineCollector {
+    engine: Engine,
+}
+
+impl EngineCollector {
+    /// A collector over a running engine.
+    pub fn new(engine: Engine) -> EngineCollector {
+        EngineCollector { engine }
+    }
+}
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let services = rvs_api::Control::services(&self.engine);
+        encode_services(&mut enc, &services, &self.engine.connect_failures())?;
+        gauge(
+            &mut enc,
+            Series {
+                name: "rvs_relays_active",
+                help: "Live TCP relays and UDP sessions, all services",
+                samples: vec![(Vec::new(), sat(self.engine.active() as u64))],
+            },
+        )?;
+        encode_process(&mut enc)
+    }
+}
+
+fn server_labels(svc: &str, addr: std::net::IpAddr, port: u16) -> Labels {
+    vec![
+        ("service", svc.to_string()),
+        ("server", SockAddrDisplay(addr, port).to_string()),
+    ]
+}
+
+fn encode_services(
+    enc: &mut DescriptorEncoder,
+    services: &[ServiceSnapshot],
+    failures: &[(ServiceKey, std::net::IpAddr, u16, u64)],
+) -> Result<(), fmt::Error> {
+    let labelled: Vec<(String, &ServiceSnapshot)> = services
+        .iter()
+        .map(|s| (service_label(&s.config.key), s))
+        .collect();
+    let svc_labels = |l: &str| vec![("service", l.to_string())];
+    for (what, help, get) in COUNTERS {
+        counter(
+            enc,
+            Series {
+                name: &format!("rvs_service_{what}"),
+                help: &format!("Service {help}, since it was added or last zeroed"),
+                samples: labelled
+                    .iter()
+                    .map(|(l, s)| (svc_labels(l), get(&s.stats)))
+                    .collect(),
+            },
+        )?;
+        counter(
+            enc,
+            Series {
+                name: &format!("rvs_server_{what}"),
+                help: &format!("Server {help}, since it was added or last zeroed"),
+                samples: labelled
+                    .iter()
+                    .flat_map(|(l, s)| {
+                        s.dests.iter().map(move |d| {
+                            (
+                                server_labels(l, d.config.addr, d.config.port),
+                                get(&d.stats),
+                            )
+                        })
+                    })
+                    .collect(),
+            },
+        )?;
+    }
+    for (what, help, get) in RATES {
+        gauge(
+            enc,
+            Series {
+                name: &format!("rvs_service_{what}"),
+                help: &format!("Service {help}"),
+                samples: labelled
+                    .iter()
+                    .map(|(l, s)| (svc_labels(l), sat(get(&s.rates))))
+                    .collect(),
+            },
+        )?;
+        gauge(
+            enc,
+            Series {
+                name: &format!("rvs_server_{what}"),
+                help: &format!("Server {help}"),
+                samples: labelled
+                    .iter()
+                    .flat_map(|(l, s)| {
+                        s.dests.iter().map(move |d| {
+                            (
+                                server_labels(l, d.config.addr, d.config.port),
+                                sat(get(&d.rates)),
+                            )
+                        })
+                    })
+                    .collect(),
+            },
+        )?;
+    }
+    type DestGauge = fn(&rvs_core::director::DestSnapshot) -> i64;
+    let dest_gauges: [(&str, &str, DestGauge); 5] = [
+        (
+            "active_connections",
+            "connections in ESTABLISHED (ActiveConn)",
+            |d| i64::from(d.active),
+        ),
+        (
+            "inactive_connections",
+            "connections in any other state (InActConn)",
+            |d| i64::from(d.inactive),
+        ),
+        (
+            "persistent_templates",
+            "persistence templates (PersistConn)",
+            |d| i64::from(d.persistent),
+        ),
+        ("weight", "current weight (0: quiesced)", |d| {
+            i64::from(d.config.weight)
+        }),
+        (
+            "overloaded",
+            "overloaded: 1 while the upper threshold stops scheduling to it",
+            |d| i64::from(d.overloaded),
+        ),
+    ];
+    for (i, (what, help, get)) in dest_gauges.into_iter().enumerate() {
+        // Connection counts also per service (the sum over its servers).
+        if i < 3 {
+            gauge(
+                enc,
+                Series {
+                    name: &format!("rvs_service_{what}"),
+                    help: &format!("Service {help}, all its servers"),
+                    samples: labelled
+                        .iter()
+                        .map(|(l, s)| (svc_labels(l), s.dests.iter().map(get).sum()))
+                        .collect(),
+                },
+            )?;
+        }
+        gauge(
+            enc,
+            Series {
+                name: &format!("rvs_server_{what}"),
+                help: &format!("Server {help}"),
+                samples: labelled
+                    .iter()
+                    .flat_map(|(l, s)| {
+                        s.dests
+                            .iter()
+                            .map(move |d| (server_labels(l, d.config.addr, d.config.port), get(d)))
+                    })
+                    .collect(),
+            },
+        )?;
+    }
+    // Every current server has a series (0 until it fails); a deleted
+    // server's failures stay listed while its service exists.
+    let mut fails: Vec<(Labels, u64)> = Vec::new();
+    for (l, s) in &labelled {
+        for d in &s.dests {
+            let n = failures
+                .iter()
+                .find(|f| f.0 == s.config.key && f.1 == d.config.addr && f.2 == d.config.port)
+                .map_or(0, |f| f.3);
+            fails.push((server_labels(l, d.config.addr, d.config.port), n));
+        }
+    }
+    for &(key, addr, port, n) in failures {
+        let listed = services.iter().any(|s| {
+            s.config.key == key
+                && s.dests
+                    .iter()
+                    .any(|d| d.config.addr == addr && d.config.port == port)
+        });
+        if !listed {
+            fails.push((server_labels(&service_label(&key), addr, port), n));
+        }
+    }
+    counter(
+        enc,
+        Series {
+            name: "rvs_server_connect_failures",
+            help: "Connects to the server refused or timed out, since its service was added",
+            samples: fails,
+        },
+    )
+}
+
+/// What `/proc/self` says about this process.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct ProcStats {
+    cpu_seconds: f64,
+    start_time: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    open_fds: u64,
+    max_fds: Option<u64>,
+}
+
+/// Parses `/proc/self/stat`: (utime + stime ticks, start ticks after boot,
+/// vsize bytes, rss pages). The command name may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<(u64, u64, u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state); utime is field 14, stime 15, starttime 22,
+    // vsize 23, rss 24.
+    let n = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some((n(11)? + n(12)?, n(19)?, n(20)?, n(21)?))
+}
+
+fn read_proc() -> Option<ProcStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (cpu_ticks, start_ticks, vsize, rss_pages) = parse_stat(&stat)?;
+    let hz = rustix::param::clock_ticks_per_second().max(1) as f64;
+    let btime = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Max open files"))?
+                .split_whitespace()
+                .nth(3)?
+                .parse()
+                .ok()
+        });
+    Some(ProcStats {
+        cpu_seconds: cpu_ticks as f64 / hz,
+        start_time: btime as f64 + start_ticks as f64 / hz,
+        resident_bytes: rss_pages * rustix::param::page_size() as u64,
+        virtual_bytes: vsize,
+        open_fds,
+        max_fds,
+    })
+}
+
+fn encode_process(enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    // Outside Linux's /proc there is nothing to report; the engine's
+    // metrics stand alone.
+    let Some(p) = read_proc() else {
+        return Ok(());
+    };
+    let one = |v| vec![(Vec::new(), v)];
+    counter_f64(
+        enc,
+        Series {
+            name: "process_cpu_seconds",
+            help: "User and system CPU time spent, in seconds",
+            samples: one(p.cpu_seconds),
+        },
+    )?;
+    gauge_f64(
+        enc,
+        Series {
+            name: "process_start_time_seconds",
+            help: "Start time of the process since the Unix epoch, in seconds",
+            samples: one(p.start_time),
+        },
+    )?;
+    gauge(
+        enc,
+        Series {
+            name: "process_resident_memory_bytes",
+            help: "Resident memory size, in bytes",
+            samples: vec![(Vec::new(), sat(p.resident_bytes))],
+        },
+    )?;
+    gauge(
+        enc,
+        Series {
+            name: "process_virtual_memory_bytes",
+            help: "Virtual memory size, in bytes",
+            samples: vec![(Vec::new(), sat(p.virtual_bytes))],
+        },
+    )?;
+    gauge(
+        enc,
+        Series {
+            name: "process_open_fds",
+            help: "Open file descriptors",
+            samples: vec![(Vec::new(), sat(p.open_fds))],
+        },
+    )?;
+    if let Some(max) = p.max_fds {
+        gauge(
+            enc,
+            Series {
+                name: "process_max_fds",
+                help: "Most open file descriptors allowed (soft limit)",
+                samples: vec![(Vec::new(), sat(max))],
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The registry of a daemon: one collector over the engine.
+pub fn registry(engine: Engine) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(EngineCollector::new(engine)));
+    r
+}
+
+/// The text of one scrape.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail; a collector's error would be a
+    // bug, and a partial page is still better than none.
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
+        tracing::error!(error = %e, "metrics encoding failed");
+    }
+    out
+}
+
+/// Binds the metrics address now (so a taken or foreign address is a
+/// startup error) and serves `/metrics` on it until the process exits.
+pub fn start(engine: Engine, listen: SocketAddr) -> Result<SocketAddr, String> {
+    let bind_err = |e: std::io::Error| {
+        format!(
+            "metrics address {listen}: {e} (set [metrics] listen or --metrics ADDR, \
+             or turn metrics off with [metrics] enabled = false or --no-metrics)"
+        )
+    };
+    let std_listener = std::net::TcpListener::bind(listen).map_err(bind_err)?;
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let registry = Arc::new(registry(engine));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = Arc::clone(&registry);
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
+                    render(&registry),
+                )
+            }
+        }),
+    );
+    tracing::info!(%addr, "metrics listening on http://{addr}/metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let line = "4242 (rv s) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    150 50 0 0 20 0 3 0 777 123456 89 18446744073709551615";
+        assert_eq!(parse_stat(line), Some((200, 777, 123456, 89)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn service_labels() {
+        use rvs_core::model::Protocol;
+        let k = ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 8080,
+        };
+        assert_eq!(service_label(&k), "tcp/127.0.0.1:8080");
+        let k = ServiceKey::Addr {
+            proto: Protocol::Udp,
+            addr: "::1".parse().unwrap(),
+            port: 53,
+        };
+        assert_eq!(service_label(&k), "udp/[::1]:53");
+    }
+
+    #[test]
+    fn proc_is_read_on_linux() {
+        let p = read_proc().expect("/proc/self is readable");
+        assert!(p.resident_bytes > 0 && p.open_fds > 0);
+        assert!(p.start_time > 1.0e9, "{p:?}");
+    }
+}
