@@ -47,8 +47,9 @@ mod route;
 mod status;
 
 use rvs_core::director::CtlError;
+use rvs_core::model::Forward;
 use rvs_core::model::Timeouts;
-use rvs_ipvsadm::Command;
+use rvs_ipvsadm::{Command, MethodChoice};
 use serde::{Deserialize, Serialize};
 
 pub use control::{Control, ControlError, DirectorControl};
@@ -225,11 +226,11 @@ impl BatchOp {
                 let (cfg, dests) = service.to_core().map_err(at("service"))?;
                 let key = cfg.key;
                 let mut out = vec![Command::AddService(cfg)];
-                out.extend(
-                    dests
-                        .into_iter()
-                        .map(|dest| Command::AddDest { service: key, dest }),
-                );
+                out.extend(dests.into_iter().map(|dest| Command::AddDest {
+                    service: key,
+                    dest,
+                    method: MethodChoice::Named,
+                }));
                 out
             }
             BatchOp::EditService { service } => {
@@ -242,10 +243,12 @@ impl BatchOp {
             BatchOp::AddServer { service, server } => vec![Command::AddDest {
                 service: service.0,
                 dest: server.to_core(&service.0).map_err(at("server"))?,
+                method: MethodChoice::Named,
             }],
             BatchOp::EditServer { service, server } => vec![Command::EditDest {
                 service: service.0,
                 dest: server.to_core(&service.0).map_err(at("server"))?,
+                method: MethodChoice::Named,
             }],
             BatchOp::DeleteServer { service, server } => vec![Command::DeleteDest {
                 service: service.0,
@@ -260,7 +263,13 @@ impl BatchOp {
     /// The operation of a rule-changing ipvsadm command; `None` for the
     /// commands that change no rule (`-L`, `-S`, ...). This is how `rvsadm`
     /// sends ipvsadm syntax to the daemon.
+    ///
+    /// A server spec always has a method (masq when omitted), so a server
+    /// whose command named none is sent as masq with the port written
+    /// with `-r`: rvsd's data plane is the proxy, where ipvsadm's default
+    /// `-g` means nothing.
     pub fn from_command(cmd: &Command) -> Option<BatchOp> {
+        let cmd = &rvs_ipvsadm::with_default_method(cmd.clone(), Forward::Masq);
         Some(match cmd {
             Command::AddService(s) => BatchOp::AddService {
                 service: ServiceSpec::from_core(s, None, ProxyProtocol::Off),
@@ -272,11 +281,11 @@ impl BatchOp {
                 service: ServiceId(*k),
             },
             Command::Clear => BatchOp::Clear {},
-            Command::AddDest { service, dest } => BatchOp::AddServer {
+            Command::AddDest { service, dest, .. } => BatchOp::AddServer {
                 service: ServiceId(*service),
                 server: ServerSpec::from_core(dest),
             },
-            Command::EditDest { service, dest } => BatchOp::EditServer {
+            Command::EditDest { service, dest, .. } => BatchOp::EditServer {
                 service: ServiceId(*service),
                 server: ServerSpec::from_core(dest),
             },

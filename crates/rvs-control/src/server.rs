@@ -16,7 +16,7 @@ use rvs_api::{
     ServiceStatus, SpecError, TimeoutsBody, ZeroRequest,
 };
 use rvs_core::model::{MAX_TIMEOUT, ServiceKey};
-use rvs_ipvsadm::Command;
+use rvs_ipvsadm::{Command, MethodChoice};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixListener;
@@ -304,11 +304,13 @@ fn edit_service_commands(
             Command::EditDest {
                 service: key,
                 dest: w,
+                method: MethodChoice::Named,
             }
         } else {
             Command::AddDest {
                 service: key,
                 dest: w,
+                method: MethodChoice::Named,
             }
         });
     }

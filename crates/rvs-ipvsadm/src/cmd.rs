@@ -176,6 +176,8 @@ pub enum Command {
         service: ServiceKey,
         /// The real server, port already forced for `-g`/`-i`.
         dest: DestConfig,
+        /// Whether `-m`/`-g`/`-i` was given.
+        method: MethodChoice,
     },
     /// `-e`: replace a real server's attributes (omitted ones defaulted).
     EditDest {
@@ -183,6 +185,8 @@ pub enum Command {
         service: ServiceKey,
         /// The real server, port already forced for `-g`/`-i`.
         dest: DestConfig,
+        /// Whether `-m`/`-g`/`-i` was given.
+        method: MethodChoice,
     },
     /// `-d`: delete a real server.
     DeleteDest {
@@ -219,6 +223,70 @@ pub enum Command {
     Help,
     /// `-v`.
     Version,
+}
+
+/// Whether a real server's forwarding method was named.
+///
+/// ipvsadm fills an unnamed method with `-g` (and forces the server port to
+/// the service port, as for every `-g`), so [`Command::AddDest`] and
+/// [`Command::EditDest`] hold exactly what ipvsadm would send. A data plane
+/// where `-g` is meaningless gives the server its own default with
+/// [`with_default_method`], which needs the port as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MethodChoice {
+    /// `-m`, `-g` or `-i` was given, or the command comes from a spec
+    /// (config file, API) that always says which method it means.
+    #[default]
+    Named,
+    /// None was given: `dest` holds ipvsadm's `-g`.
+    Omitted {
+        /// The port given with `-r` (the service port when `-r` had none),
+        /// before `-g` forced it to the service port.
+        port: u16,
+    },
+}
+
+/// `cmd` with `default` as the forwarding method of a real server whose
+/// command named none; any other command is returned as it is.
+///
+/// The server keeps the port written with `-r` unless `default` is direct
+/// routing or tunnelling on an address service, where ipvsadm's forcing to
+/// the service port applies as it would for `-g`/`-i`. The result counts as
+/// named, so mapping twice changes nothing.
+pub fn with_default_method(cmd: Command, default: Forward) -> Command {
+    let fill = |service: &ServiceKey, mut dest: DestConfig, method: MethodChoice| {
+        if let MethodChoice::Omitted { port } = method {
+            dest.forward = default;
+            dest.port =
+                if !service.is_fwmark() && matches!(default, Forward::Route | Forward::Tunnel(_)) {
+                    service.port()
+                } else {
+                    port
+                };
+        }
+        dest
+    };
+    match cmd {
+        Command::AddDest {
+            service,
+            dest,
+            method,
+        } => Command::AddDest {
+            dest: fill(&service, dest, method),
+            service,
+            method: MethodChoice::Named,
+        },
+        Command::EditDest {
+            service,
+            dest,
+            method,
+        } => Command::EditDest {
+            dest: fill(&service, dest, method),
+            service,
+            method: MethodChoice::Named,
+        },
+        other => other,
+    }
 }
 
 impl Command {
@@ -949,10 +1017,23 @@ pub fn parse_args(args: &[&str]) -> Result<Command, ArgError> {
         }
         Cmd::AddSrv | Cmd::EditSrv => {
             let (service, dest) = build_dest(&st)?;
-            Ok(if cmd == Cmd::AddSrv {
-                Command::AddDest { service, dest }
+            let method = if st.has(O_FORWARD) {
+                MethodChoice::Named
             } else {
-                Command::EditDest { service, dest }
+                MethodChoice::Omitted { port: st.dport }
+            };
+            Ok(if cmd == Cmd::AddSrv {
+                Command::AddDest {
+                    service,
+                    dest,
+                    method,
+                }
+            } else {
+                Command::EditDest {
+                    service,
+                    dest,
+                    method,
+                }
             })
         }
         Cmd::DelSrv => Ok(Command::DeleteDest {

@@ -26,10 +26,10 @@ pub fn apply(d: &mut Director, cmd: &Command) -> Result<(), ApplyError> {
         Command::EditService(s) => d.edit_service(s.clone())?,
         Command::DeleteService(k) => d.del_service(k)?,
         Command::Clear => d.clear(),
-        Command::AddDest { service, dest } => {
+        Command::AddDest { service, dest, .. } => {
             d.add_dest(service, *dest)?;
         }
-        Command::EditDest { service, dest } => d.edit_dest(service, *dest)?,
+        Command::EditDest { service, dest, .. } => d.edit_dest(service, *dest)?,
         Command::DeleteDest {
             service,
             addr,

@@ -20,7 +20,9 @@ pub mod rules;
 pub mod save;
 pub mod sort;
 
-pub use cmd::{ArgError, Command, ListOptions, ListTarget, parse_args};
+pub use cmd::{
+    ArgError, Command, ListOptions, ListTarget, MethodChoice, parse_args, with_default_method,
+};
 pub use list::{Counters5, ListConn, ListDest, ListFormat, ListService};
 pub use rules::{RuleLine, RulesError, error_at, parse_rules};
 pub use save::save;

@@ -6,7 +6,9 @@ use rvs_core::model::{
     DestConfig, Family, Forward, Netmask, Protocol, SchedFlags, SchedulerKind, ServiceConfig,
     ServiceKey, Timeouts, Tunnel, TunnelCsum, TunnelType,
 };
-use rvs_ipvsadm::cmd::{Command, ListTarget, SyncRole, parse_args};
+use rvs_ipvsadm::cmd::{
+    Command, ListTarget, MethodChoice, SyncRole, parse_args, with_default_method,
+};
 
 fn p(line: &str) -> Command {
     let argv: Vec<&str> = line.split_whitespace().collect();
@@ -189,6 +191,82 @@ fn dest_defaults_and_port_forcing() {
             csum: TunnelCsum::NoCsum
         })
     );
+}
+
+#[test]
+fn unnamed_method_is_recorded_and_defaulted_elsewhere() {
+    let method = |l: &str| match p(l) {
+        Command::AddDest { method, .. } | Command::EditDest { method, .. } => method,
+        c => panic!("{c:?}"),
+    };
+    for named in ["-m", "-g", "-i", "--masquerading", "--gatewaying", "--ipip"] {
+        assert_eq!(
+            method(&format!("-a -t 192.0.2.1:80 -r 10.0.0.1:8080 {named}")),
+            MethodChoice::Named,
+            "{named}"
+        );
+    }
+    // The port as written, before -g forced it; the service's when omitted,
+    // as known where -r stands.
+    assert_eq!(
+        method("-a -t 192.0.2.1:80 -r 10.0.0.1:8080 -w 2"),
+        MethodChoice::Omitted { port: 8080 }
+    );
+    assert_eq!(
+        method("-e -t 192.0.2.1:80 -r 10.0.0.1"),
+        MethodChoice::Omitted { port: 80 }
+    );
+    assert_eq!(
+        method("-a -f 7 -r 10.0.0.1:81"),
+        MethodChoice::Omitted { port: 81 }
+    );
+
+    let masq = |l: &str| match with_default_method(p(l), Forward::Masq) {
+        Command::AddDest { dest, method, .. } | Command::EditDest { dest, method, .. } => {
+            assert_eq!(method, MethodChoice::Named);
+            (dest.forward, dest.port, dest.weight)
+        }
+        c => panic!("{c:?}"),
+    };
+    // No method: masq with the port written with -r (ipvsadm alone gives
+    // -g with the service port).
+    assert_eq!(
+        masq("-a -t 192.0.2.1:80 -r 10.0.0.1:8080 -w 2"),
+        (Forward::Masq, 8080, 2)
+    );
+    assert_eq!(
+        masq("-e -t 192.0.2.1:80 -r 10.0.0.1"),
+        (Forward::Masq, 80, 1)
+    );
+    assert_eq!(masq("-a -f 7 -r 10.0.0.1:81"), (Forward::Masq, 81, 1));
+    // A named method is never replaced.
+    assert_eq!(
+        masq("-a -t 192.0.2.1:80 -r 10.0.0.1:8080 -g"),
+        (Forward::Route, 80, 1)
+    );
+    assert_eq!(
+        masq("-a -t 192.0.2.1:80 -r 10.0.0.1:8080 -i").1,
+        80,
+        "tunnels keep ipvsadm's forced port"
+    );
+    // A route default behaves as ipvsadm: the same command back.
+    let plain = p("-a -t 192.0.2.1:80 -r 10.0.0.1:8080");
+    let Command::AddDest { service, dest, .. } = plain.clone() else {
+        panic!()
+    };
+    assert_eq!(
+        with_default_method(plain, Forward::Route),
+        Command::AddDest {
+            service,
+            dest,
+            method: MethodChoice::Named
+        }
+    );
+    // Other commands pass through; mapping twice changes nothing.
+    let del = p("-d -t 192.0.2.1:80 -r 10.0.0.1:8080");
+    assert_eq!(with_default_method(del.clone(), Forward::Masq), del);
+    let once = with_default_method(p("-a -t 192.0.2.1:80 -r 10.0.0.1:8080"), Forward::Masq);
+    assert_eq!(with_default_method(once.clone(), Forward::Route), once);
 }
 
 #[test]

@@ -180,7 +180,7 @@ fn apply(text: &str) -> Vec<(ServiceConfig, Vec<DestConfig>)> {
     for r in parse_rules(text).unwrap_or_else(|e| panic!("{e}\n{text}")) {
         match r.command {
             Command::AddService(s) => table.push((s, Vec::new())),
-            Command::AddDest { service, dest } => {
+            Command::AddDest { service, dest, .. } => {
                 let entry = table
                     .iter_mut()
                     .find(|(s, _)| s.key == service)

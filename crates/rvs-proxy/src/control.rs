@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64};
 use rvs_api::{Control, ControlError};
 use rvs_core::director::{ConnSnapshot, Director, DirectorConfig, ServiceSnapshot};
 use rvs_core::model::{Forward, Protocol, ServiceConfig, ServiceKey, Timeouts};
-use rvs_ipvsadm::Command;
+use rvs_ipvsadm::{Command, MethodChoice};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Engine, Inner, Svc, Table, lock, now_ms, pp_code, tcp, udp};
@@ -30,10 +30,12 @@ pub fn command_of(op: &rvs_config::Op) -> Command {
         Op::AddDest { service, dest } => Command::AddDest {
             service: *service,
             dest: *dest,
+            method: MethodChoice::Named,
         },
         Op::EditDest { service, dest } => Command::EditDest {
             service: *service,
             dest: *dest,
+            method: MethodChoice::Named,
         },
         Op::DeleteDest {
             service,
@@ -47,8 +49,9 @@ pub fn command_of(op: &rvs_config::Op) -> Command {
     }
 }
 
-/// What the proxy cannot run, refused before anything is checked further.
-fn refuse_unsupported(c: &Command) -> Result<(), ControlError> {
+/// What the proxy cannot run, refused before anything is checked further
+/// (after [`rvs_ipvsadm::with_default_method`] made an unnamed method masq).
+pub fn refuse_unsupported(c: &Command) -> Result<(), ControlError> {
     match c {
         Command::AddService(s) | Command::EditService(s) => match s.key {
             ServiceKey::FwMark { .. } => Err(err(
@@ -182,6 +185,13 @@ fn stop(svc: &Svc) {
 
 impl Control for Engine {
     fn apply(&self, cmds: &[Command]) -> Result<(), ControlError> {
+        // A server whose command named no method is masq here: ipvsadm's
+        // default `-g` means nothing to a proxy. An explicit `-g` or `-i`
+        // stays, and is refused below.
+        let cmds: &[Command] = &cmds
+            .iter()
+            .map(|c| rvs_ipvsadm::with_default_method(c.clone(), Forward::Masq))
+            .collect::<Vec<_>>();
         let inner: &Arc<Inner> = &self.inner;
         let mut st = lock(&inner.ctl);
         for c in cmds {

@@ -72,7 +72,7 @@ use rvs_core::director::{ConnRef, Director, DirectorConfig};
 use rvs_core::model::{DestConfig, Protocol, ServiceConfig, ServiceKey, Timeouts};
 use tokio_util::sync::CancellationToken;
 
-pub use control::command_of;
+pub use control::{command_of, refuse_unsupported};
 
 /// Milliseconds on the clock every director of this process runs on.
 pub fn now_ms() -> u64 {
@@ -278,6 +278,7 @@ impl Engine {
                 cmds.push(rvs_ipvsadm::Command::AddDest {
                     service: s.key,
                     dest: *d,
+                    method: rvs_ipvsadm::MethodChoice::Named,
                 });
             }
         }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use rvs_control::{Client, ClientError};
 use rvs_core::director::{Director, DirectorConfig};
+use rvs_core::model::Forward;
 use rvs_ipvsadm::cmd::{ListOptions, ListTarget};
 use rvs_ipvsadm::{Command, ListService, list, parse_args, parse_rules};
 
@@ -178,7 +179,12 @@ async fn restore(client: &Client) -> Outcome {
         .read_to_string(&mut text)
         .map_err(|e| (2, format!("-: {e}")))?;
     let lines = parse_rules(&text).map_err(|e| (2, e.with_file("-")))?;
-    let cmds: Vec<Command> = lines.iter().map(|l| l.command.clone()).collect();
+    // As the daemon's proxy plane takes them (a server with no method named
+    // is masq), so that `locate` replays what the daemon refused.
+    let cmds: Vec<Command> = lines
+        .iter()
+        .map(|l| rvs_ipvsadm::with_default_method(l.command.clone(), Forward::Masq))
+        .collect();
     match client.apply(&cmds).await {
         Ok(()) => Ok(String::new()),
         Err(ClientError::Refused { message, .. }) => {

@@ -295,3 +295,24 @@ fn version_and_help() {
     let h = d.ok("-h");
     assert!(h.contains("-L|l [virtual-service]"), "{h}");
 }
+
+#[test]
+fn a_server_without_a_method_is_sent_as_masq_with_its_port() {
+    let d = Daemon::start("nomethod");
+    d.ok("-A -t 203.0.113.10:80 -s rr");
+    // ipvsadm would send -g with the port forced to 80; rvsd's data plane
+    // is the proxy, so rvsadm sends masq with the port written.
+    d.ok("-a -t 203.0.113.10:80 -r 10.0.0.11:8080 -w 2");
+    d.ok("-a -t 203.0.113.10:80 -r 10.0.0.12");
+    assert_eq!(
+        d.ok("-Ln"),
+        format!(
+            "{HEADER}{TITLES}TCP  203.0.113.10:80 rr\n{}{}",
+            dest("10.0.0.11:8080", "Masq", 2, 0, 0),
+            dest("10.0.0.12:80", "Masq", 1, 0, 0),
+        )
+    );
+    // A named method is sent as named.
+    d.ok("-e -t 203.0.113.10:80 -r 10.0.0.12:9999 -g");
+    assert!(d.ok("-Sn").contains("-r 10.0.0.12:80 -g -w 1\n"));
+}

@@ -14,7 +14,7 @@
 use std::process::ExitCode;
 
 use rvs_core::director::{Director, DirectorConfig};
-use rvs_core::model::{DestConfig, ServiceConfig};
+use rvs_core::model::{DestConfig, Forward, ServiceConfig};
 
 mod daemon;
 mod demo;
@@ -98,6 +98,29 @@ pub struct Loaded {
     services: Vec<(ServiceConfig, Vec<DestConfig>)>,
 }
 
+/// A rules file as the proxy data plane takes it: ipvsadm's `-R` lines,
+/// except that a server whose line names no method is masq with the port
+/// written (ipvsadm's default `-g` means nothing to a proxy), and that what
+/// the proxy cannot run (`-g`, `-i`, fwmark, SCTP) is refused at its line.
+/// Errors are `FILE:LINE:COLUMN: message`; nothing is applied then.
+fn load_rules(text: &str, file: &str) -> Result<Director, String> {
+    let rules = rvs_ipvsadm::parse_rules(text).map_err(|e| e.with_file(file))?;
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut d = Director::new(DirectorConfig::default());
+    for r in rules {
+        // A refused line is blamed as a whole, at its first word.
+        let at = |message: String| {
+            let l = lines.get(r.line - 1).copied().unwrap_or("");
+            let column = l.len() - l.trim_start().len() + 1;
+            rvs_ipvsadm::error_at(r.line, column, message).with_file(file)
+        };
+        let c = rvs_ipvsadm::with_default_method(r.command, Forward::Masq);
+        rvs_proxy::refuse_unsupported(&c).map_err(|e| at(e.message))?;
+        rvs_ipvsadm::director::apply(&mut d, &c).map_err(|e| at(e.0))?;
+    }
+    Ok(d)
+}
+
 /// Reads and checks the files; errors are `FILE:LINE:COLUMN: message`.
 pub fn load(args: &Args) -> Result<Loaded, String> {
     let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
@@ -107,8 +130,7 @@ pub fn load(args: &Args) -> Result<Loaded, String> {
     };
     let mut services = config.services();
     if let Some(p) = &args.rules {
-        let d = rvs_replay::load_rules(&read(p)?, p, DirectorConfig::default())
-            .map_err(|e| e.to_string())?;
+        let d = load_rules(&read(p)?, p)?;
         for s in d.services() {
             if services.iter().any(|(c, _)| c.key == s.config.key) {
                 return Err(format!(
@@ -134,7 +156,7 @@ fn check(args: &Args) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return match rvs_replay::load_rules(&text, p, DirectorConfig::default()) {
+        return match load_rules(&text, p) {
             Ok(d) => {
                 print!("{}", rvs_ipvsadm::director::save(&d));
                 ExitCode::SUCCESS

@@ -1,0 +1,143 @@
+//! `rvsd --rules`: ipvsadm rule lines loaded into the proxy data plane,
+//! where a server whose line names no method is masq with the port
+//! written, and `-g`/`-i` are refused at their line.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A backend thread that greets with its name and closes.
+fn backend(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let a = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(format!("{name}\n").as_bytes());
+        }
+    });
+    a
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(test: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("rvsd-rules-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Rvsd(Child);
+
+impl Drop for Rvsd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn check(rules: &PathBuf) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--check")
+        .arg("--rules")
+        .arg(rules)
+        .output()
+        .unwrap()
+}
+
+/// Reads the greeting through the director, retrying until it listens.
+fn greeting(vip: SocketAddr) -> String {
+    let deadline = Instant::now() + T;
+    loop {
+        if let Ok(mut s) = TcpStream::connect(vip) {
+            s.set_read_timeout(Some(T)).unwrap();
+            let mut text = String::new();
+            if s.read_to_string(&mut text).is_ok() && !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(Instant::now() < deadline, "rvsd never served {vip}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_server_without_a_method_is_masq_with_its_port() {
+    let b = backend("masq-by-default");
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    assert_ne!(vip.port(), b.port());
+    let dir = Dir::new("default");
+    // No -m: ipvsadm would make this -g and force the port to the VIP's.
+    let rules = dir.file(
+        "web.rules",
+        &format!("-A -t {vip} -s rr\n-a -t {vip} -r {b} -w 3\n"),
+    );
+    let out = check(&rules);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("-A -t {vip} -s rr\n-a -t {vip} -r {b} -m -w 3\n")
+    );
+
+    let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--control")
+        .arg(dir.0.join("rvsd.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _rvsd = Rvsd(child);
+    assert_eq!(greeting(vip), "masq-by-default\n");
+}
+
+#[test]
+fn named_packet_plane_methods_are_refused_at_their_line() {
+    let dir = Dir::new("refused");
+    for (flag, name) in [("-g", "Route"), ("-i", "Tunnel")] {
+        let rules = dir.file(
+            "dr.rules",
+            &format!(
+                "# direct routing needs the packet plane\n-A -t 127.0.0.1:80\n  -a -t 127.0.0.1:80 -r 127.0.0.2:80 {flag}\n"
+            ),
+        );
+        let out = check(&rules);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.starts_with(&format!("{}:3:3: ", rules.display())),
+            "{err}"
+        );
+        assert!(err.contains(name), "{err}");
+        assert!(err.contains("packet data plane"), "{err}");
+    }
+}
