@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rvs_api::Control;
 use rvs_ipvsadm::parse_args;
-use rvs_proxy::{Engine, EngineConfig};
+use rvs_proxy::{Engine, EngineConfig, RelayMode};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -101,7 +101,12 @@ async fn director(n: usize, exchange: bool, relay: Option<String>) {
     let mut cfg = EngineConfig::default();
     cfg.proxy.threads = 2;
     let e = Engine::new(cfg);
-    let _ = &relay;
+    match relay.as_deref() {
+        None => {}
+        Some("buffered") => e.set_relay_mode(RelayMode::Buffered),
+        Some("splice") => e.set_relay_mode(RelayMode::Splice),
+        Some(other) => panic!("--relay buffered|splice, not {other}"),
+    }
     let vip = {
         let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         l.local_addr().unwrap()
@@ -137,7 +142,7 @@ async fn director(n: usize, exchange: bool, relay: Option<String>) {
     let per = (after.saturating_sub(before)) as f64 / n as f64;
     println!(
         "relay={} conns={n} exchange={exchange} rss_before={before} rss_after={after} per_conn={per:.0} B",
-        relay.as_deref().unwrap_or("default")
+        format!("{:?}", e.relay_mode()).to_lowercase()
     );
     drop(stdin);
     let _ = child.wait();

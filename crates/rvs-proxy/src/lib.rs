@@ -56,6 +56,7 @@
 
 mod control;
 pub mod proxy_protocol;
+mod relay;
 mod tcp;
 mod udp;
 
@@ -73,6 +74,7 @@ use rvs_core::model::{DestConfig, Protocol, ServiceConfig, ServiceKey, Timeouts}
 use tokio_util::sync::CancellationToken;
 
 pub use control::command_of;
+pub use relay::RelayMode;
 
 /// Milliseconds on the clock every director of this process runs on.
 pub fn now_ms() -> u64 {
@@ -126,7 +128,15 @@ struct Inner {
     stopping: CancellationToken,
     /// Live TCP relays and UDP sessions, all services.
     active: AtomicUsize,
+    /// [`RelayMode`] code for relays that start from now on.
+    relay: AtomicU8,
     rt: tokio::runtime::Handle,
+}
+
+impl Inner {
+    fn relay_mode(&self) -> RelayMode {
+        RelayMode::from_code(self.relay.load(Ordering::Relaxed))
+    }
 }
 
 #[derive(Debug)]
@@ -252,9 +262,21 @@ impl Engine {
                 }),
                 stopping: CancellationToken::new(),
                 active: AtomicUsize::new(0),
+                relay: AtomicU8::new(DEFAULT_RELAY.code()),
                 rt: tokio::runtime::Handle::current(),
             }),
         }
+    }
+
+    /// Chooses how relays that start from now on move bytes (default
+    /// [`RelayMode::Splice`]; see the crate documentation).
+    pub fn set_relay_mode(&self, mode: RelayMode) {
+        self.inner.relay.store(mode.code(), Ordering::Relaxed);
+    }
+
+    /// How new relays move bytes.
+    pub fn relay_mode(&self) -> RelayMode {
+        self.inner.relay_mode()
     }
 
     /// Sets the PROXY protocol header sent to the servers of a service
@@ -337,6 +359,9 @@ impl Engine {
         v
     }
 }
+
+/// The relay new engines start with, chosen by measurement (crate docs).
+const DEFAULT_RELAY: RelayMode = RelayMode::Splice;
 
 fn pp_code(pp: ProxyProtocol) -> u8 {
     match pp {
