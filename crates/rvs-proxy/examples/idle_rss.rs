@@ -1,7 +1,7 @@
 //! Resident memory per idle proxied connection.
 //!
 //! ```sh
-//! cargo run --release -p rvs-proxy --example idle_rss -- [CONNS] [--exchange] [--relay buffered|splice]
+//! cargo run --release -p rvs-proxy --example idle_rss -- [CONNS] [--exchange] [--relay buffered|splice|auto]
 //! ```
 //!
 //! The engine runs in this process and nothing else does: the backend and
@@ -105,7 +105,8 @@ async fn director(n: usize, exchange: bool, relay: Option<String>) {
         None => {}
         Some("buffered") => e.set_relay_mode(RelayMode::Buffered),
         Some("splice") => e.set_relay_mode(RelayMode::Splice),
-        Some(other) => panic!("--relay buffered|splice, not {other}"),
+        Some("auto") => e.set_relay_mode(RelayMode::Auto),
+        Some(other) => panic!("--relay buffered|splice|auto, not {other}"),
     }
     let vip = {
         let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();

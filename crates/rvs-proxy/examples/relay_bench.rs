@@ -86,7 +86,7 @@ async fn director(runs: usize, gib: u64) {
     }
     // Modes alternate run by run, so drift on the machine (TIME_WAIT
     // sockets piling up, other load) falls on both alike.
-    let modes = [RelayMode::Buffered, RelayMode::Splice];
+    let modes = [RelayMode::Buffered, RelayMode::Splice, RelayMode::Auto];
     let tests = [
         format!("bulk {vip} {}", gib << 30),
         format!("turns {vip} 0"),

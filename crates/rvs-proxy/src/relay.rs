@@ -24,6 +24,10 @@ pub enum RelayMode {
     /// pipe can be created (descriptor limit) and for the rest of the
     /// direction when the kernel refuses to splice these sockets.
     Splice,
+    /// Copies through a buffer until a read fills the whole buffer (a bulk
+    /// transfer), then splices that direction from there on: small
+    /// request/answer turns never pay for a pipe, bulk moves zero-copy.
+    Auto,
 }
 
 impl RelayMode {
@@ -31,12 +35,14 @@ impl RelayMode {
         match self {
             RelayMode::Buffered => 0,
             RelayMode::Splice => 1,
+            RelayMode::Auto => 2,
         }
     }
 
     pub(crate) fn from_code(c: u8) -> RelayMode {
         match c {
             1 => RelayMode::Splice,
+            2 => RelayMode::Auto,
             _ => RelayMode::Buffered,
         }
     }
@@ -115,7 +121,8 @@ pub(crate) async fn one_way(
 ) -> io::Result<()> {
     match mode {
         RelayMode::Buffered => buffered(src, dst, &moved).await,
-        RelayMode::Splice => splice::one_way(src, dst, &moved).await,
+        RelayMode::Splice => splice::one_way(src, dst, &moved, false).await,
+        RelayMode::Auto => splice::one_way(src, dst, &moved, true).await,
     }
 }
 
@@ -125,6 +132,9 @@ enum Burst {
     Drained,
     /// The source reached end of file.
     Eof,
+    /// A read filled the whole buffer (reported only when asked for).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Full,
     /// splice(2) refused the source before anything entered the pipe.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Refused(io::Error),
@@ -133,19 +143,21 @@ enum Burst {
 async fn buffered(src: &TcpStream, dst: &TcpStream, moved: &impl Fn(usize)) -> io::Result<()> {
     loop {
         src.readable().await?;
-        match buffered_burst(src, dst, moved).await? {
+        match buffered_burst(src, dst, moved, false).await? {
             Burst::Eof => return Ok(()),
-            Burst::Drained => {}
+            Burst::Drained | Burst::Full => {}
             Burst::Refused(e) => return Err(e),
         }
     }
 }
 
-/// Moves what `src` has, holding one buffer from the pool meanwhile.
+/// Moves what `src` has, holding one buffer from the pool meanwhile;
+/// with `until_full`, stops after a read that filled the buffer.
 async fn buffered_burst(
     src: &TcpStream,
     dst: &TcpStream,
     moved: &impl Fn(usize),
+    until_full: bool,
 ) -> io::Result<Burst> {
     let mut buf = Buf::take();
     loop {
@@ -157,6 +169,9 @@ async fn buffered_burst(
         };
         moved(n);
         write_all(dst, &buf.get()[..n]).await?;
+        if until_full && n == CHUNK {
+            return Ok(Burst::Full);
+        }
     }
 }
 
@@ -195,7 +210,7 @@ mod splice {
         }
         let (r, w) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
         // Larger than the 64 KiB default: fewer splice round trips per
-        // GiB (bench/relay-notes.md). Refused once the user's pipe pages
+        // GiB (crate documentation). Refused once the user's pipe pages
         // pass fs.pipe-user-pages-soft; the pipe then keeps its size.
         let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
         Ok(Pipe(r, w))
@@ -219,22 +234,35 @@ mod splice {
             .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
     }
 
+    /// With `copy_first`, bursts are copied until one fills the buffer.
     pub(super) async fn one_way(
         src: &TcpStream,
         dst: &TcpStream,
         moved: &impl Fn(usize),
+        copy_first: bool,
     ) -> io::Result<()> {
+        let mut copying = copy_first;
         loop {
             src.readable().await?;
+            if copying {
+                match buffered_burst(src, dst, moved, true).await? {
+                    Burst::Eof => return Ok(()),
+                    Burst::Drained => {}
+                    // Readiness is kept: the next turn splices at once.
+                    Burst::Full => copying = false,
+                    Burst::Refused(e) => return Err(e),
+                }
+                continue;
+            }
             let pipe = match lease() {
                 Ok(p) => p,
                 Err(e) => {
                     // Out of descriptors (EMFILE/ENFILE): this burst goes
                     // through a buffer; the next one tries a pipe again.
                     tracing::debug!(error = %e, "no pipe for splice; copying this burst");
-                    match buffered_burst(src, dst, moved).await? {
+                    match buffered_burst(src, dst, moved, false).await? {
                         Burst::Eof => return Ok(()),
-                        Burst::Drained => continue,
+                        Burst::Drained | Burst::Full => continue,
                         Burst::Refused(e) => return Err(e),
                     }
                 }
@@ -243,7 +271,7 @@ mod splice {
             give_back(pipe);
             match b {
                 Burst::Eof => return Ok(()),
-                Burst::Drained => {}
+                Burst::Drained | Burst::Full => {}
                 Burst::Refused(e) => {
                     // The pipe is empty and the socket's bytes are still
                     // queued: the buffered path takes the direction over.
@@ -303,6 +331,7 @@ mod splice {
         src: &TcpStream,
         dst: &TcpStream,
         moved: &impl Fn(usize),
+        _copy_first: bool,
     ) -> io::Result<()> {
         super::buffered(src, dst, moved).await
     }

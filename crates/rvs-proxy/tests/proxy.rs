@@ -387,6 +387,11 @@ async fn splice_relay_moves_bulk_and_half_closes() {
     bulk_and_half_close(RelayMode::Splice).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_relay_moves_bulk_and_half_closes() {
+    bulk_and_half_close(RelayMode::Auto).await;
+}
+
 /// A backend that reads one PROXY header (v1 line or v2 block), sends
 /// back its raw bytes, then echoes until end of file.
 async fn pp_backend() -> SocketAddr {
@@ -449,7 +454,7 @@ async fn payload_still_relays(s: &mut TcpStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_protocol_v1_carries_client_and_vip() {
-    for mode in [RelayMode::Buffered, RelayMode::Splice] {
+    for mode in [RelayMode::Buffered, RelayMode::Splice, RelayMode::Auto] {
         let e = engine(false);
         e.set_relay_mode(mode);
         let vip = service(&e, "rr", &[(pp_backend().await, 1)]);
@@ -471,7 +476,7 @@ async fn proxy_protocol_v1_carries_client_and_vip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_protocol_v2_binary_layout() {
-    for mode in [RelayMode::Buffered, RelayMode::Splice] {
+    for mode in [RelayMode::Buffered, RelayMode::Splice, RelayMode::Auto] {
         let e = engine(false);
         e.set_relay_mode(mode);
         let vip = service(&e, "rr", &[(pp_backend().await, 1)]);
