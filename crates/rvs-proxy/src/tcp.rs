@@ -10,14 +10,11 @@ use rvs_core::model::Protocol;
 use rvs_core::sctp::SctpEvent;
 use rvs_core::state::TcpFlags;
 use socket2::{Domain, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::relay::{self, RelayMode};
 use crate::{ActiveGuard, Inner, Svc, Tracked, lock, now_ms, proxy_protocol};
-
-/// One relay read: the unit reported to the director as a "packet".
-const CHUNK: usize = 64 * 1024;
 
 const ACK: TcpFlags = TcpFlags {
     syn: false,
@@ -197,7 +194,7 @@ async fn handle(
     });
     tracing::debug!(service = %svc.key, client = %peer, server = %SocketAddr::from(dest), "relaying");
     let r = tokio::select! {
-        r = relay(&svc, peer, conn, client, server) => r,
+        r = relay(&svc, peer, conn, inner.relay_mode(), client, server) => r,
         _ = kill.cancelled() => Err(io::Error::other("closed by the director")),
     };
     svc.untrack(id);
@@ -217,43 +214,31 @@ async fn relay(
     svc: &Svc,
     peer: SocketAddr,
     conn: ConnRef,
-    mut client: TcpStream,
-    mut server: TcpStream,
+    mode: RelayMode,
+    client: TcpStream,
+    server: TcpStream,
 ) -> io::Result<()> {
     let pp = svc.proxy_protocol();
     if pp != rvs_config::ProxyProtocol::Off {
+        // Before any client byte, so the server reads it first.
         let local = client.local_addr()?;
-        server
-            .write_all(&proxy_protocol::header(pp, peer, local))
-            .await?;
+        relay::write_all(&server, &proxy_protocol::header(pp, peer, local)).await?;
     }
-    let (mut cr, mut cw) = client.split();
-    let (mut sr, mut sw) = server.split();
     let up = async {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = cr.read(&mut buf).await?;
-            if n == 0 {
-                inbound(svc, peer, FIN, 0);
-                sw.shutdown().await?;
-                return Ok::<(), io::Error>(());
-            }
+        relay::one_way(mode, &client, &server, |n| {
             inbound(svc, peer, ACK, n);
-            sw.write_all(&buf[..n]).await?;
-        }
+        })
+        .await?;
+        inbound(svc, peer, FIN, 0);
+        relay::shutdown_write(&server)
     };
     let down = async {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = sr.read(&mut buf).await?;
-            if n == 0 {
-                outbound(svc, peer, conn, FIN, 0);
-                cw.shutdown().await?;
-                return Ok::<(), io::Error>(());
-            }
-            outbound(svc, peer, conn, ACK, n);
-            cw.write_all(&buf[..n]).await?;
-        }
+        relay::one_way(mode, &server, &client, |n| {
+            outbound(svc, peer, conn, ACK, n)
+        })
+        .await?;
+        outbound(svc, peer, conn, FIN, 0);
+        relay::shutdown_write(&client)
     };
     tokio::try_join!(up, down).map(|_| ())
 }

@@ -5,9 +5,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use rvs_api::Control;
+use rvs_config::ProxyProtocol;
 use rvs_core::director::DirectorConfig;
+use rvs_core::model::{Protocol, ServiceKey};
 use rvs_ipvsadm::{Command, parse_args};
-use rvs_proxy::{Engine, EngineConfig};
+use rvs_proxy::{Engine, EngineConfig, RelayMode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -318,4 +320,194 @@ async fn udp_one_packet_scheduling() {
     assert_ne!(got[0], got[1], "{got:?}");
     assert_eq!(got[0], got[2], "{got:?}");
     assert_eq!(got[1], got[3], "{got:?}");
+}
+
+/// A backend that reads everything to end of file, answers with a digest
+/// of it (length and byte sum), then half-closes: a relay that loses,
+/// reorders or truncates bytes, or never passes the client's half-close
+/// on, fails it.
+async fn sink() -> SocketAddr {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                s.read_to_end(&mut all).await?;
+                s.write_all(digest(&all).as_bytes()).await?;
+                s.shutdown().await
+            });
+        }
+    });
+    a
+}
+
+fn digest(b: &[u8]) -> String {
+    let sum = b.iter().enumerate().fold(0u64, |h, (i, &x)| {
+        h.wrapping_mul(31).wrapping_add(x as u64 ^ i as u64)
+    });
+    format!("{} {sum:x}", b.len())
+}
+
+async fn bulk_and_half_close(mode: RelayMode) {
+    let e = engine(false);
+    e.set_relay_mode(mode);
+    assert_eq!(e.relay_mode(), mode);
+    let vip = service(&e, "rr", &[(sink().await, 1)]);
+    // 8 MiB in uneven writes: many reads, pipe refills and partial writes.
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut s = timeout(T, TcpStream::connect(vip)).await.unwrap().unwrap();
+    let (mut r, mut w) = s.split();
+    let send = async {
+        for c in data.chunks(70_001) {
+            w.write_all(c).await?;
+        }
+        // The client's FIN must reach the backend while the answer has
+        // yet to come back the other way.
+        w.shutdown().await
+    };
+    let mut answer = String::new();
+    let (a, b) = tokio::join!(timeout(T, send), timeout(T, r.read_to_string(&mut answer)));
+    a.unwrap().unwrap();
+    b.unwrap().unwrap();
+    assert_eq!(answer, digest(&data), "{mode:?}");
+    // Bytes are counted as the relay moved them, both ways.
+    let st = e.services()[0].stats;
+    assert_eq!(st.inbytes, data.len() as u64, "{mode:?} {st:?}");
+    assert_eq!(st.outbytes, answer.len() as u64, "{mode:?} {st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_relay_moves_bulk_and_half_closes() {
+    bulk_and_half_close(RelayMode::Buffered).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splice_relay_moves_bulk_and_half_closes() {
+    bulk_and_half_close(RelayMode::Splice).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_relay_moves_bulk_and_half_closes() {
+    bulk_and_half_close(RelayMode::Auto).await;
+}
+
+/// A backend that reads one PROXY header (v1 line or v2 block), sends
+/// back its raw bytes, then echoes until end of file.
+async fn pp_backend() -> SocketAddr {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut s = BufReader::new(s);
+                let mut h = Vec::new();
+                if s.fill_buf().await?.starts_with(b"PROXY ") {
+                    s.read_until(b'\n', &mut h).await?;
+                } else {
+                    h.resize(16, 0);
+                    s.read_exact(&mut h).await?;
+                    let len = u16::from_be_bytes([h[14], h[15]]) as usize;
+                    h.resize(16 + len, 0);
+                    s.read_exact(&mut h[16..]).await?;
+                }
+                s.get_mut().write_all(&h).await?;
+                let (mut r, mut w) = tokio::io::split(s);
+                tokio::io::copy(&mut r, &mut w).await?;
+                w.shutdown().await
+            });
+        }
+    });
+    a
+}
+
+/// Opens a connection through a PROXY-protocol service and returns the
+/// header the backend saw (`len` bytes), the client's own address and
+/// the stream.
+async fn pp_open(vip: SocketAddr, len: usize) -> (Vec<u8>, SocketAddr, TcpStream) {
+    let mut s = timeout(T, TcpStream::connect(vip)).await.unwrap().unwrap();
+    let me = s.local_addr().unwrap();
+    let mut h = vec![0u8; len];
+    timeout(T, s.read_exact(&mut h)).await.unwrap().unwrap();
+    (h, me, s)
+}
+
+async fn pp_open_line(vip: SocketAddr) -> (Vec<u8>, SocketAddr, TcpStream) {
+    let s = timeout(T, TcpStream::connect(vip)).await.unwrap().unwrap();
+    let me = s.local_addr().unwrap();
+    let mut r = BufReader::new(s);
+    let mut h = Vec::new();
+    timeout(T, r.read_until(b'\n', &mut h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.buffer().is_empty(), "nothing after the header yet");
+    (h, me, r.into_inner())
+}
+
+async fn payload_still_relays(s: &mut TcpStream) {
+    s.write_all(b"after the header\n").await.unwrap();
+    let mut back = [0u8; 17];
+    timeout(T, s.read_exact(&mut back)).await.unwrap().unwrap();
+    assert_eq!(&back, b"after the header\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_v1_carries_client_and_vip() {
+    for mode in [RelayMode::Buffered, RelayMode::Splice, RelayMode::Auto] {
+        let e = engine(false);
+        e.set_relay_mode(mode);
+        let vip = service(&e, "rr", &[(pp_backend().await, 1)]);
+        e.set_proxy_protocol(key(vip), ProxyProtocol::V1);
+        // The length of the line depends on the client's port, known only
+        // once connected: read up to the line's end.
+        let (h, me, mut s) = pp_open_line(vip).await;
+        let want = format!(
+            "PROXY TCP4 {} {} {} {}\r\n",
+            me.ip(),
+            vip.ip(),
+            me.port(),
+            vip.port()
+        );
+        assert_eq!(String::from_utf8(h).unwrap(), want, "{mode:?}");
+        payload_still_relays(&mut s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_v2_binary_layout() {
+    for mode in [RelayMode::Buffered, RelayMode::Splice, RelayMode::Auto] {
+        let e = engine(false);
+        e.set_relay_mode(mode);
+        let vip = service(&e, "rr", &[(pp_backend().await, 1)]);
+        // Set after the service started: applies to its next connections.
+        e.set_proxy_protocol(key(vip), ProxyProtocol::V2);
+        let (h, me, mut s) = pp_open(vip, 28).await;
+        // The 12-byte signature, then version 2 / PROXY command, then
+        // AF_INET / STREAM, then the 12-byte address block.
+        assert_eq!(&h[..12], b"\r\n\r\n\0\r\nQUIT\n", "{mode:?}");
+        assert_eq!(h[12], 0x21, "version 2, PROXY");
+        assert_eq!(h[13], 0x11, "TCP over IPv4");
+        assert_eq!(u16::from_be_bytes([h[14], h[15]]), 12);
+        let ip = |b: &[u8]| Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+        let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+        assert_eq!(SocketAddr::from((ip(&h[16..20]), port(&h[24..26]))), me);
+        assert_eq!(SocketAddr::from((ip(&h[20..24]), port(&h[26..28]))), vip);
+        payload_still_relays(&mut s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_is_off_by_default() {
+    let e = engine(false);
+    let vip = service(&e, "rr", &[(backend("plain").await, 1)]);
+    assert_eq!(ask(vip).await, "plain");
+}
+
+fn key(vip: SocketAddr) -> ServiceKey {
+    ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: vip.ip(),
+        port: vip.port(),
+    }
 }
