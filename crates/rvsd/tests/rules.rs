@@ -111,6 +111,8 @@ fn a_server_without_a_method_is_masq_with_its_port() {
         .arg(&rules)
         .arg("--control")
         .arg(dir.0.join("rvsd.sock"))
+        // The default metrics port may be taken on a shared machine.
+        .arg("--no-metrics")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
