@@ -127,6 +127,33 @@ use tokio_util::sync::CancellationToken;
 pub use control::{command_of, refuse_unsupported};
 pub use relay::RelayMode;
 
+/// A non-blocking socket bound to a service address: SO_REUSEPORT so that
+/// several listeners share the port and a re-added service can bind while
+/// the old one drains, optional IP_FREEBIND for a VIP not yet up, and
+/// IPv6-only for IPv6 addresses.
+pub(crate) fn service_socket(
+    addr: std::net::SocketAddr,
+    ty: socket2::Type,
+    freebind: bool,
+) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket};
+    let s = Socket::new(Domain::for_address(addr), ty, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if freebind {
+        match addr {
+            std::net::SocketAddr::V4(_) => s.set_freebind_v4(true)?,
+            std::net::SocketAddr::V6(_) => s.set_freebind_v6(true)?,
+        }
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
 /// Milliseconds on the clock every director of this process runs on.
 pub fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();

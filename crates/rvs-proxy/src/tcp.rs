@@ -9,7 +9,7 @@ use rvs_core::director::{ConnRef, PacketInfo, Verdict};
 use rvs_core::model::Protocol;
 use rvs_core::sctp::SctpEvent;
 use rvs_core::state::TcpFlags;
-use socket2::{Domain, Socket, Type};
+use socket2::Type;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -39,20 +39,7 @@ const RST: TcpFlags = TcpFlags {
 /// per worker shares the port (and a re-added service can bind while the
 /// old one drains).
 pub(crate) fn bind(addr: SocketAddr, freebind: bool) -> io::Result<std::net::TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    if freebind {
-        match addr {
-            SocketAddr::V4(_) => s.set_freebind_v4(true)?,
-            SocketAddr::V6(_) => s.set_freebind_v6(true)?,
-        }
-    }
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
+    let s = crate::service_socket(addr, Type::STREAM, freebind)?;
     s.listen(1024)?;
     Ok(s.into())
 }

@@ -19,7 +19,7 @@ use rvs_core::director::{PacketInfo, Verdict};
 use rvs_core::model::Protocol;
 use rvs_core::sctp::SctpEvent;
 use rvs_core::state::TcpFlags;
-use socket2::{Domain, Socket, Type};
+use socket2::Type;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -30,21 +30,7 @@ const MAX_DATAGRAM: usize = 65536;
 /// The service socket, SO_REUSEPORT so a re-added service can bind while
 /// the old one drains.
 pub(crate) fn bind(addr: SocketAddr, freebind: bool) -> io::Result<std::net::UdpSocket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    if freebind {
-        match addr {
-            SocketAddr::V4(_) => s.set_freebind_v4(true)?,
-            SocketAddr::V6(_) => s.set_freebind_v6(true)?,
-        }
-    }
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    Ok(s.into())
+    Ok(crate::service_socket(addr, Type::DGRAM, freebind)?.into())
 }
 
 struct Session {

@@ -52,60 +52,40 @@ struct Series<'a, V> {
     samples: Vec<(Labels, V)>,
 }
 
-fn counter(enc: &mut DescriptorEncoder, f: Series<'_, u64>) -> Result<(), fmt::Error> {
-    let mut m = enc.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
+/// Writes one family: a single unlabelled sample for a process-wide value
+/// (no `{}` after its name), else one sample per label set.
+fn series<V: Copy, M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    f: Series<'_, V>,
+    kind: MetricType,
+    metric: impl Fn(V) -> M,
+) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(f.name, f.help, None, kind)?;
     if let [(labels, v)] = f.samples.as_slice()
         && labels.is_empty()
     {
-        // A process-wide value: no `{}` after its name.
-        return ConstCounter::new(*v).encode(m);
+        return metric(*v).encode(m);
     }
     for (labels, v) in &f.samples {
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+        metric(*v).encode(m.encode_family(labels)?)?;
     }
     Ok(())
+}
+
+fn counter(enc: &mut DescriptorEncoder, f: Series<'_, u64>) -> Result<(), fmt::Error> {
+    series(enc, f, MetricType::Counter, ConstCounter::new)
 }
 
 fn counter_f64(enc: &mut DescriptorEncoder, f: Series<'_, f64>) -> Result<(), fmt::Error> {
-    let mut m = enc.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
-    if let [(labels, v)] = f.samples.as_slice()
-        && labels.is_empty()
-    {
-        // A process-wide value: no `{}` after its name.
-        return ConstCounter::new(*v).encode(m);
-    }
-    for (labels, v) in &f.samples {
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+    series(enc, f, MetricType::Counter, ConstCounter::new)
 }
 
 fn gauge(enc: &mut DescriptorEncoder, f: Series<'_, i64>) -> Result<(), fmt::Error> {
-    let mut m = enc.encode_descriptor(f.name, f.help, None, MetricType::Gauge)?;
-    if let [(labels, v)] = f.samples.as_slice()
-        && labels.is_empty()
-    {
-        // A process-wide value: no `{}` after its name.
-        return ConstGauge::new(*v).encode(m);
-    }
-    for (labels, v) in &f.samples {
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+    series(enc, f, MetricType::Gauge, ConstGauge::new)
 }
 
 fn gauge_f64(enc: &mut DescriptorEncoder, f: Series<'_, f64>) -> Result<(), fmt::Error> {
-    let mut m = enc.encode_descriptor(f.name, f.help, None, MetricType::Gauge)?;
-    if let [(labels, v)] = f.samples.as_slice()
-        && labels.is_empty()
-    {
-        // A process-wide value: no `{}` after its name.
-        return ConstGauge::new(*v).encode(m);
-    }
-    for (labels, v) in &f.samples {
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+    series(enc, f, MetricType::Gauge, ConstGauge::new)
 }
 
 fn sat(v: u64) -> i64 {
