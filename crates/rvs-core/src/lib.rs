@@ -15,6 +15,7 @@
 
 pub mod conn;
 pub mod director;
+pub mod health;
 pub mod model;
 pub mod sched;
 pub mod sctp;
