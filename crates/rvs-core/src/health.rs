@@ -58,7 +58,7 @@
 //! computes the bound.
 //!
 //! With the keepalived defaults (`I` = 60 s, `T` = 5 s, `R` = 1, `D` = 1 s,
-//! `F` = 1) the bound is 72 s; with `I` = 1 s, `T` = 1 s, `R` = 0, `F` = 1
+//! `F` = 1) the bound is 71 s; with `I` = 1 s, `T` = 1 s, `R` = 0, `F` = 1
 //! it is 2 s.
 //!
 //! # Servers and services
@@ -1017,4 +1017,720 @@ impl ServiceHealth {
 fn sanitize_service(mut cfg: ServiceHealthConfig) -> ServiceHealthConfig {
     cfg.quorum = cfg.quorum.max(1);
     cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::SplitMix64;
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const OK: Outcome = Outcome::Success {
+        dynamic_weight: None,
+        latency_ms: 1,
+    };
+    const REFUSED: Outcome = Outcome::Failure(FailureReason::Refused);
+    const TIMEOUT: Outcome = Outcome::Failure(FailureReason::Timeout);
+
+    fn down(r: FailureReason) -> Option<Transition> {
+        Some(Transition {
+            up: false,
+            reason: TransitionReason::Failed(r),
+        })
+    }
+
+    fn up() -> Option<Transition> {
+        Some(Transition {
+            up: true,
+            reason: TransitionReason::Passed,
+        })
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), 80)
+    }
+
+    fn fast(rise: u32, fall: u32, retry: u32) -> CheckerConfig {
+        CheckerConfig {
+            interval_ms: 1000,
+            connect_timeout_ms: 500,
+            retry,
+            delay_before_retry_ms: 100,
+            rise,
+            fall,
+            alpha: false,
+            warmup_ms: 0,
+        }
+    }
+
+    /// Starts the checker's next probe at its due time; returns that time.
+    fn start(c: &mut Checker) -> u64 {
+        let t = c.poll_timeout().expect("a probe is scheduled");
+        assert!(c.on_timeout(t).is_some());
+        t
+    }
+
+    #[test]
+    fn keepalived_defaults_exact_timing() {
+        let mut c = Checker::new(CheckerConfig::default(), 0, 7_000);
+        assert!(c.is_up());
+        assert_eq!(c.poll_timeout(), Some(7_000));
+        assert_eq!(c.on_timeout(6_999), None);
+        assert_eq!(
+            c.on_timeout(7_000),
+            Some(ProbeRequest {
+                attempt: 0,
+                timeout_ms: 5_000
+            })
+        );
+        assert_eq!(c.poll_timeout(), None, "one probe outstanding at most");
+        assert_eq!(c.on_timeout(7_000), None);
+        assert_eq!(c.on_result(7_010, OK), None);
+        // delay_loop after the result.
+        assert_eq!(c.poll_timeout(), Some(67_010));
+        assert_eq!(start(&mut c), 67_010);
+        // The server dies: the probe times out, one retry a second later.
+        assert_eq!(c.on_result(72_010, TIMEOUT), None);
+        assert_eq!(c.poll_timeout(), Some(73_010));
+        assert_eq!(c.on_timeout(73_010).map(|r| r.attempt), Some(1));
+        assert_eq!(c.on_result(78_010, TIMEOUT), down(FailureReason::Timeout));
+        assert!(!c.is_up());
+        assert_eq!(c.poll_timeout(), Some(138_010));
+        // Down: no retries.
+        assert_eq!(start(&mut c), 138_010);
+        assert_eq!(c.on_result(138_011, REFUSED), None);
+        assert_eq!(c.poll_timeout(), Some(198_011));
+        assert_eq!(start(&mut c), 198_011);
+        assert_eq!(c.on_result(198_012, OK), up());
+        assert_eq!(c.poll_timeout(), Some(258_012));
+        assert_eq!(CheckerConfig::default().detection_bound_ms(), 71_000);
+    }
+
+    #[test]
+    fn warmup_jitter_is_clamped() {
+        let cfg = CheckerConfig {
+            warmup_ms: 1_000,
+            ..CheckerConfig::default()
+        };
+        assert_eq!(Checker::new(cfg, 50, 300).poll_timeout(), Some(350));
+        assert_eq!(Checker::new(cfg, 50, 99_999).poll_timeout(), Some(1_050));
+        let none = CheckerConfig {
+            warmup_ms: 0,
+            ..cfg
+        };
+        assert_eq!(Checker::new(none, 50, 300).poll_timeout(), Some(50));
+    }
+
+    #[test]
+    fn retry_success_ends_the_round() {
+        let mut c = Checker::new(fast(1, 1, 2), 0, 0);
+        start(&mut c);
+        assert_eq!(c.on_result(10, REFUSED), None);
+        assert_eq!(c.poll_timeout(), Some(110));
+        assert_eq!(c.on_timeout(110).map(|r| r.attempt), Some(1));
+        assert_eq!(c.on_result(120, OK), None);
+        assert_eq!(c.poll_timeout(), Some(1_120));
+        assert_eq!(c.on_timeout(1_120).map(|r| r.attempt), Some(0));
+        assert!(c.is_up());
+    }
+
+    #[test]
+    fn fall_counts_declared_failures() {
+        let mut c = Checker::new(fast(1, 2, 1), 0, 0);
+        let mut transitions = Vec::new();
+        for _ in 0..4 {
+            let t = start(&mut c);
+            transitions.push(c.on_result(t + 1, REFUSED));
+        }
+        assert_eq!(
+            transitions,
+            vec![None, None, None, down(FailureReason::Refused)]
+        );
+    }
+
+    #[test]
+    fn result_without_probe_is_ignored() {
+        let mut c = Checker::new(fast(1, 1, 0), 0, 0);
+        assert_eq!(c.on_result(5, REFUSED), None);
+        assert!(c.is_up());
+        assert_eq!(c.poll_timeout(), Some(0));
+    }
+
+    #[test]
+    fn alpha_starts_down_and_needs_rise() {
+        let cfg = CheckerConfig {
+            alpha: true,
+            ..fast(3, 1, 1)
+        };
+        let mut c = Checker::new(cfg, 0, 0);
+        assert!(!c.is_up());
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let t = start(&mut c);
+            seen.push(c.on_result(t + 1, OK));
+        }
+        assert_eq!(seen, vec![None, None, up()]);
+        // A failure in between starts the count again.
+        let mut c = Checker::new(cfg, 0, 0);
+        for o in [OK, OK, REFUSED, OK, OK] {
+            let t = start(&mut c);
+            assert_eq!(c.on_result(t + 1, o), None);
+        }
+        let t = start(&mut c);
+        assert_eq!(c.on_result(t + 1, OK), up());
+    }
+
+    #[test]
+    fn every_other_check_failing_never_flaps() {
+        for retry in [0, 1] {
+            for alpha in [false, true] {
+                let cfg = CheckerConfig {
+                    alpha,
+                    ..fast(2, 2, retry)
+                };
+                let mut c = Checker::new(cfg, 0, 0);
+                for i in 0..1_000 {
+                    let t = start(&mut c);
+                    let o = if i % 2 == 0 { REFUSED } else { OK };
+                    assert_eq!(c.on_result(t + 3, o), None, "retry {retry} alpha {alpha}");
+                }
+                assert_eq!(c.is_up(), !alpha);
+            }
+        }
+    }
+
+    #[test]
+    fn detection_bound_is_reached_in_the_worst_case() {
+        // The last success is reported just as the server dies, and every
+        // later attempt takes the whole connect timeout.
+        let cfg = CheckerConfig {
+            interval_ms: 1_000,
+            connect_timeout_ms: 300,
+            retry: 2,
+            delay_before_retry_ms: 50,
+            rise: 1,
+            fall: 2,
+            alpha: false,
+            warmup_ms: 0,
+        };
+        assert_eq!(
+            cfg.detection_bound_ms(),
+            1_000 + 2 * (300 + 2 * 350) + 1_000
+        );
+        let mut c = Checker::new(cfg, 0, 0);
+        start(&mut c);
+        let death = 200;
+        assert_eq!(c.on_result(death, OK), None);
+        loop {
+            let t = start(&mut c);
+            if let Some(tr) = c.on_result(t + cfg.connect_timeout_ms, TIMEOUT) {
+                assert!(!tr.up);
+                assert_eq!(t + cfg.connect_timeout_ms, death + cfg.detection_bound_ms());
+                break;
+            }
+        }
+    }
+
+    fn server_cfg(weight: u32, checkers: usize) -> ServerHealthConfig {
+        ServerHealthConfig {
+            weight,
+            checkers: vec![fast(1, 1, 0); checkers],
+            ..ServerHealthConfig::default()
+        }
+    }
+
+    fn no_jitter(_: u64) -> u64 {
+        0
+    }
+
+    /// Runs one probe of `checker` on server `s` with outcome `o`.
+    fn run(s: &mut ServerHealth, checker: usize, o: Outcome) -> Option<ServerEvent> {
+        let mut probes = Vec::new();
+        while !s.checkers()[checker].in_flight() {
+            let t = s.poll_timeout().expect("scheduled");
+            s.on_timeout(t, &mut probes);
+        }
+        let t = s.checkers()[checker].config().interval_ms * 1000;
+        s.on_result(t, checker, o)
+    }
+
+    #[test]
+    fn server_is_up_iff_all_checkers_are_up() {
+        let mut s = ServerHealth::new(server_cfg(1, 2), 0, &mut no_jitter);
+        assert!(s.is_up());
+        let fail = ServerEvent::Down(TransitionReason::Failed(FailureReason::Refused));
+        assert_eq!(run(&mut s, 0, REFUSED), Some(fail));
+        assert_eq!(run(&mut s, 1, REFUSED), None);
+        assert_eq!(run(&mut s, 0, OK), None, "checker 1 is still down");
+        assert!(!s.is_up());
+        assert_eq!(
+            run(&mut s, 1, OK),
+            Some(ServerEvent::Up(TransitionReason::Passed))
+        );
+        assert_eq!(
+            s.last_transition().map(|t| t.1),
+            Some(TransitionReason::Passed)
+        );
+    }
+
+    #[test]
+    fn dynamic_weight() {
+        let mut s = ServerHealth::new(server_cfg(10, 1), 0, &mut no_jitter);
+        assert_eq!(s.effective_weight(), 10);
+        let dynamic = |w| Outcome::Success {
+            dynamic_weight: Some(w),
+            latency_ms: 3,
+        };
+        assert_eq!(run(&mut s, 0, dynamic(4)), Some(ServerEvent::Weight));
+        assert_eq!(s.effective_weight(), 4);
+        assert_eq!(run(&mut s, 0, dynamic(4)), None);
+        // Exit 0: the weight stays as it is.
+        assert_eq!(run(&mut s, 0, OK), None);
+        assert_eq!(s.effective_weight(), 4);
+        assert_eq!(s.checkers()[0].last_latency_ms(), Some(1));
+    }
+
+    #[test]
+    fn passive_failure_with_and_without_active_checks() {
+        let mut cfg = server_cfg(1, 1);
+        cfg.passive_fall = 2;
+        let mut s = ServerHealth::new(cfg, 0, &mut no_jitter);
+        assert_eq!(s.passive_failure(10), None);
+        s.passive_success();
+        assert_eq!(s.passive_failure(11), None);
+        assert_eq!(
+            s.passive_failure(12),
+            Some(ServerEvent::Down(TransitionReason::Passive))
+        );
+        // The active check brings it back.
+        assert_eq!(
+            run(&mut s, 0, OK),
+            Some(ServerEvent::Up(TransitionReason::Passed))
+        );
+
+        let mut s = ServerHealth::new(
+            ServerHealthConfig {
+                passive_fall: 1,
+                passive_retry_ms: 5_000,
+                ..server_cfg(1, 0)
+            },
+            0,
+            &mut no_jitter,
+        );
+        assert_eq!(s.poll_timeout(), None);
+        assert_eq!(
+            s.passive_failure(100),
+            Some(ServerEvent::Down(TransitionReason::Passive))
+        );
+        assert_eq!(s.poll_timeout(), Some(5_100));
+        let mut probes = Vec::new();
+        assert_eq!(s.on_timeout(5_099, &mut probes), None);
+        assert_eq!(
+            s.on_timeout(5_100, &mut probes),
+            Some(ServerEvent::Up(TransitionReason::PassiveRetry))
+        );
+        assert!(probes.is_empty());
+    }
+
+    /// A service whose servers each have one checker (rise = fall = 1, no
+    /// retry), driven in virtual time.
+    struct Sim {
+        svc: ServiceHealth,
+        now: u64,
+    }
+
+    impl Sim {
+        fn new(cfg: ServiceHealthConfig, weights: &[u32]) -> (Self, Vec<HealthAction>) {
+            let servers = weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| (addr(i as u8 + 1), server_cfg(w, 1)))
+                .collect();
+            let (svc, actions) = ServiceHealth::new(cfg, servers, 0, &mut no_jitter);
+            (Sim { svc, now: 0 }, actions)
+        }
+
+        /// Runs one probe of server `n` with outcome `o`.
+        fn check(&mut self, n: u8, o: Outcome) -> Vec<HealthAction> {
+            let a = addr(n);
+            let mut actions = Vec::new();
+            while !self.svc.server(a).unwrap().checkers()[0].in_flight() {
+                self.now = self.svc.poll_timeout().unwrap();
+                actions.extend(self.svc.on_timeout(self.now).1);
+            }
+            self.now += 1;
+            actions.extend(self.svc.on_result(self.now, a, 0, o));
+            actions
+        }
+    }
+
+    fn notify_server(event: NotifyEvent, n: u8, o: Outcome) -> HealthAction {
+        let reason = match o {
+            Outcome::Success { .. } => TransitionReason::Passed,
+            Outcome::Failure(r) => TransitionReason::Failed(r),
+        };
+        HealthAction::Notify {
+            event,
+            server: Some(addr(n)),
+            reason: Some(reason),
+        }
+    }
+
+    fn notify_quorum(event: NotifyEvent) -> HealthAction {
+        HealthAction::Notify {
+            event,
+            server: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn quorum_hysteresis_and_sorry_server() {
+        use HealthAction::*;
+        use NotifyEvent::*;
+        let sorry = addr(99);
+        let cfg = ServiceHealthConfig {
+            quorum: 2,
+            hysteresis: 1,
+            sorry_server: Some(sorry),
+            ..ServiceHealthConfig::default()
+        };
+        let (mut sim, init) = Sim::new(cfg, &[1, 1, 1]);
+        // W = 3 >= quorum + hysteresis.
+        assert!(sim.svc.quorum_up());
+        let adds: Vec<_> = (1..=3)
+            .map(|n| AddDest {
+                server: addr(n),
+                weight: 1,
+            })
+            .collect();
+        assert_eq!(init, adds);
+        assert_eq!(
+            sim.check(1, REFUSED),
+            vec![
+                notify_server(ServerDown, 1, REFUSED),
+                RemoveDest { server: addr(1) }
+            ]
+        );
+        // W = 1 is still >= quorum - hysteresis.
+        assert_eq!(
+            sim.check(2, REFUSED),
+            vec![
+                notify_server(ServerDown, 2, REFUSED),
+                RemoveDest { server: addr(2) }
+            ]
+        );
+        assert!(sim.svc.quorum_up());
+        // W = 0: lost. The sorry server goes in before the last server out.
+        assert_eq!(
+            sim.check(3, REFUSED),
+            vec![
+                notify_server(ServerDown, 3, REFUSED),
+                AddSorry { server: sorry },
+                RemoveDest { server: addr(3) },
+                notify_quorum(QuorumDown),
+            ]
+        );
+        assert_eq!(sim.svc.sorry_in_use(), Some(sorry));
+        // Back up one by one: W = 1, 2 < quorum + hysteresis; the table is
+        // left alone while the sorry server serves.
+        assert_eq!(sim.check(1, OK), vec![notify_server(ServerUp, 1, OK)]);
+        assert_eq!(sim.check(2, OK), vec![notify_server(ServerUp, 2, OK)]);
+        assert!(!sim.svc.quorum_up());
+        // A server failing meanwhile changes nothing in the table either.
+        assert_eq!(
+            sim.check(2, REFUSED),
+            vec![notify_server(ServerDown, 2, REFUSED)]
+        );
+        assert_eq!(sim.check(2, OK), vec![notify_server(ServerUp, 2, OK)]);
+        assert_eq!(
+            sim.check(3, OK),
+            vec![
+                notify_server(ServerUp, 3, OK),
+                AddDest {
+                    server: addr(1),
+                    weight: 1
+                },
+                AddDest {
+                    server: addr(2),
+                    weight: 1
+                },
+                AddDest {
+                    server: addr(3),
+                    weight: 1
+                },
+                RemoveSorry { server: sorry },
+                notify_quorum(QuorumUp),
+            ]
+        );
+        assert_eq!(sim.svc.sorry_in_use(), None);
+    }
+
+    #[test]
+    fn quorum_lost_without_sorry_server_only_notifies() {
+        use NotifyEvent::*;
+        let cfg = ServiceHealthConfig {
+            quorum: 3,
+            ..ServiceHealthConfig::default()
+        };
+        let (mut sim, _) = Sim::new(cfg, &[2, 2]);
+        assert_eq!(
+            sim.check(1, REFUSED),
+            vec![
+                notify_server(ServerDown, 1, REFUSED),
+                HealthAction::RemoveDest { server: addr(1) },
+                notify_quorum(QuorumDown),
+            ]
+        );
+        assert!(sim.svc.server(addr(2)).unwrap().is_up());
+    }
+
+    #[test]
+    fn initial_quorum_down_adds_the_sorry_server() {
+        let sorry = addr(99);
+        let alpha = ServerHealthConfig {
+            checkers: vec![CheckerConfig {
+                alpha: true,
+                ..fast(1, 1, 0)
+            }],
+            ..ServerHealthConfig::default()
+        };
+        let cfg = ServiceHealthConfig {
+            sorry_server: Some(sorry),
+            ..ServiceHealthConfig::default()
+        };
+        let (svc, actions) = ServiceHealth::new(cfg, vec![(addr(1), alpha)], 0, &mut no_jitter);
+        assert!(!svc.quorum_up());
+        assert_eq!(actions, vec![HealthAction::AddSorry { server: sorry }]);
+    }
+
+    #[test]
+    fn inhibit_on_failure_sets_weight_zero_then_restores() {
+        use HealthAction::*;
+        use NotifyEvent::*;
+        let cfg = ServiceHealthConfig {
+            inhibit_on_failure: true,
+            ..ServiceHealthConfig::default()
+        };
+        let (mut sim, _) = Sim::new(cfg, &[3, 5]);
+        assert_eq!(
+            sim.check(1, REFUSED),
+            vec![
+                notify_server(ServerDown, 1, REFUSED),
+                SetWeight {
+                    server: addr(1),
+                    weight: 0
+                }
+            ]
+        );
+        assert_eq!(
+            sim.check(1, OK),
+            vec![
+                notify_server(ServerUp, 1, OK),
+                SetWeight {
+                    server: addr(1),
+                    weight: 3
+                }
+            ]
+        );
+        // A dynamic weight is what recovery restores.
+        let dynamic = Outcome::Success {
+            dynamic_weight: Some(7),
+            latency_ms: 1,
+        };
+        assert_eq!(
+            sim.check(2, dynamic),
+            vec![SetWeight {
+                server: addr(2),
+                weight: 7
+            }]
+        );
+        sim.check(2, REFUSED);
+        assert_eq!(
+            sim.check(2, OK),
+            vec![
+                notify_server(ServerUp, 2, OK),
+                SetWeight {
+                    server: addr(2),
+                    weight: 7
+                }
+            ]
+        );
+        assert_eq!(sim.svc.weight_sum(), 10);
+    }
+
+    #[test]
+    fn reconfigure_keeps_health_state() {
+        use HealthAction::*;
+        let (mut sim, _) = Sim::new(ServiceHealthConfig::default(), &[1, 1]);
+        sim.check(1, REFUSED);
+        assert!(!sim.svc.server(addr(1)).unwrap().is_up());
+        let now = sim.now;
+        // Same servers, other timings: nothing changes.
+        let slower = ServerHealthConfig {
+            checkers: vec![CheckerConfig {
+                interval_ms: 5_000,
+                ..fast(1, 1, 0)
+            }],
+            ..server_cfg(1, 1)
+        };
+        let servers = vec![(addr(1), slower.clone()), (addr(2), slower.clone())];
+        let actions =
+            sim.svc
+                .reconfigure(ServiceHealthConfig::default(), servers, now, &mut no_jitter);
+        assert_eq!(actions, vec![]);
+        assert!(!sim.svc.server(addr(1)).unwrap().is_up());
+        // Dropping the failed server's checker does not bring it back; a
+        // new server is added; a weight change is applied; a removed server
+        // leaves the table.
+        let servers = vec![
+            (addr(1), server_cfg(1, 0)),
+            (addr(2), server_cfg(4, 1)),
+            (addr(3), server_cfg(2, 1)),
+        ];
+        let actions = sim.svc.reconfigure(
+            ServiceHealthConfig::default(),
+            servers.clone(),
+            now,
+            &mut no_jitter,
+        );
+        assert_eq!(
+            actions,
+            vec![
+                SetWeight {
+                    server: addr(2),
+                    weight: 4
+                },
+                AddDest {
+                    server: addr(3),
+                    weight: 2
+                },
+            ]
+        );
+        assert!(!sim.svc.server(addr(1)).unwrap().is_up());
+        let actions = sim.svc.reconfigure(
+            ServiceHealthConfig::default(),
+            servers[1..].to_vec(),
+            now,
+            &mut no_jitter,
+        );
+        assert_eq!(actions, vec![]);
+        let actions = sim.svc.reconfigure(
+            ServiceHealthConfig::default(),
+            servers[2..].to_vec(),
+            now,
+            &mut no_jitter,
+        );
+        assert_eq!(actions, vec![RemoveDest { server: addr(2) }]);
+        // A checker added to an up server starts up.
+        let two = server_cfg(2, 2);
+        let actions = sim.svc.reconfigure(
+            ServiceHealthConfig::default(),
+            vec![(addr(3), two)],
+            now,
+            &mut no_jitter,
+        );
+        assert_eq!(actions, vec![]);
+        assert!(sim.svc.server(addr(3)).unwrap().is_up());
+    }
+
+    fn checker_cfg() -> impl Strategy<Value = CheckerConfig> {
+        (
+            1u64..5_000,
+            1u64..2_000,
+            0u32..4,
+            0u64..3_000,
+            1u32..4,
+            1u32..5,
+            0u64..3_000,
+        )
+            .prop_map(|(i, t, r, d, rise, fall, w)| CheckerConfig {
+                interval_ms: i,
+                connect_timeout_ms: t,
+                retry: r,
+                delay_before_retry_ms: d,
+                rise,
+                fall,
+                alpha: false,
+                warmup_ms: w,
+            })
+    }
+
+    proptest! {
+        /// A server dies at a random time, after random flaky failures and
+        /// with random probe latencies; if its checker is up then, it goes
+        /// down within the documented bound.
+        #[test]
+        fn detection_bound_holds(
+            cfg in checker_cfg(),
+            jitter in 0u64..10_000,
+            death in 0u64..60_000,
+            seed in any::<u64>(),
+            flaky_per_mille in 0u64..300,
+        ) {
+            let mut c = Checker::new(cfg, 0, jitter);
+            let first = jitter.min(cfg.warmup_ms);
+            let mut rng = SplitMix64::new(seed);
+            let mut pending: Option<(u64, Outcome)> = None;
+            let mut up_at_death: Option<bool> = None;
+            let bound = if death >= first {
+                death + cfg.detection_bound_ms()
+            } else {
+                first + cfg.detection_bound_ms() - cfg.interval_ms
+            };
+            loop {
+                let t = match pending {
+                    Some((t, _)) => t,
+                    None => c.poll_timeout().expect("scheduled"),
+                };
+                if up_at_death.is_none() && t > death {
+                    up_at_death = Some(c.is_up());
+                    if !c.is_up() {
+                        break;
+                    }
+                }
+                prop_assert!(t <= bound, "no transition by {bound}");
+                if let Some((t, o)) = pending.take() {
+                    if let Some(tr) = c.on_result(t, o)
+                        && !tr.up
+                        && t > death
+                    {
+                        prop_assert!(t <= bound);
+                        break;
+                    }
+                } else {
+                    prop_assert!(c.on_timeout(t).is_some());
+                    let lat = rng.next_u64() % (cfg.connect_timeout_ms + 1);
+                    let done = t + lat;
+                    let o = if done > death {
+                        TIMEOUT
+                    } else if rng.next_u64() % 1000 < flaky_per_mille {
+                        REFUSED
+                    } else {
+                        OK
+                    };
+                    pending = Some((done, o));
+                }
+            }
+        }
+
+        /// Rise and fall: a checker alternating results never changes state
+        /// when both are at least 2, whatever the retries.
+        #[test]
+        fn alternating_results_never_flap(
+            retry in 0u32..3,
+            rise in 2u32..4,
+            fall in 2u32..4,
+            alpha in any::<bool>(),
+        ) {
+            let cfg = CheckerConfig { alpha, ..fast(rise, fall, retry) };
+            let mut c = Checker::new(cfg, 0, 0);
+            for i in 0..200u64 {
+                let t = start(&mut c);
+                let o = if i % 2 == 0 { REFUSED } else { OK };
+                prop_assert_eq!(c.on_result(t + 1, o), None);
+            }
+        }
+    }
 }
