@@ -179,6 +179,33 @@ fn server_labels(svc: &str, addr: std::net::IpAddr, port: u16) -> Labels {
     ]
 }
 
+/// One sample per service, labelled with the service.
+fn per_service<V>(
+    labelled: &[(String, &ServiceSnapshot)],
+    value: impl Fn(&ServiceSnapshot) -> V,
+) -> Vec<(Labels, V)> {
+    labelled
+        .iter()
+        .map(|(l, s)| (vec![("service", l.clone())], value(s)))
+        .collect()
+}
+
+/// One sample per server of every service, labelled with both.
+fn per_server<V>(
+    labelled: &[(String, &ServiceSnapshot)],
+    value: impl Fn(&rvs_core::director::DestSnapshot) -> V,
+) -> Vec<(Labels, V)> {
+    labelled
+        .iter()
+        .flat_map(|(l, s)| {
+            s.dests
+                .iter()
+                .map(|d| (server_labels(l, d.config.addr, d.config.port), value(d)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn encode_services(
     enc: &mut DescriptorEncoder,
     services: &[ServiceSnapshot],
@@ -188,17 +215,13 @@ fn encode_services(
         .iter()
         .map(|s| (service_label(&s.config.key), s))
         .collect();
-    let svc_labels = |l: &str| vec![("service", l.to_string())];
     for (what, help, get) in COUNTERS {
         counter(
             enc,
             Series {
                 name: &format!("rvs_service_{what}"),
                 help: &format!("Service {help}, since it was added or last zeroed"),
-                samples: labelled
-                    .iter()
-                    .map(|(l, s)| (svc_labels(l), get(&s.stats)))
-                    .collect(),
+                samples: per_service(&labelled, |s| get(&s.stats)),
             },
         )?;
         counter(
@@ -206,17 +229,7 @@ fn encode_services(
             Series {
                 name: &format!("rvs_server_{what}"),
                 help: &format!("Server {help}, since it was added or last zeroed"),
-                samples: labelled
-                    .iter()
-                    .flat_map(|(l, s)| {
-                        s.dests.iter().map(move |d| {
-                            (
-                                server_labels(l, d.config.addr, d.config.port),
-                                get(&d.stats),
-                            )
-                        })
-                    })
-                    .collect(),
+                samples: per_server(&labelled, |d| get(&d.stats)),
             },
         )?;
     }
@@ -226,10 +239,7 @@ fn encode_services(
             Series {
                 name: &format!("rvs_service_{what}"),
                 help: &format!("Service {help}"),
-                samples: labelled
-                    .iter()
-                    .map(|(l, s)| (svc_labels(l), sat(get(&s.rates))))
-                    .collect(),
+                samples: per_service(&labelled, |s| sat(get(&s.rates))),
             },
         )?;
         gauge(
@@ -237,17 +247,7 @@ fn encode_services(
             Series {
                 name: &format!("rvs_server_{what}"),
                 help: &format!("Server {help}"),
-                samples: labelled
-                    .iter()
-                    .flat_map(|(l, s)| {
-                        s.dests.iter().map(move |d| {
-                            (
-                                server_labels(l, d.config.addr, d.config.port),
-                                sat(get(&d.rates)),
-                            )
-                        })
-                    })
-                    .collect(),
+                samples: per_server(&labelled, |d| sat(get(&d.rates))),
             },
         )?;
     }
@@ -285,10 +285,7 @@ fn encode_services(
                 Series {
                     name: &format!("rvs_service_{what}"),
                     help: &format!("Service {help}, all its servers"),
-                    samples: labelled
-                        .iter()
-                        .map(|(l, s)| (svc_labels(l), s.dests.iter().map(get).sum()))
-                        .collect(),
+                    samples: per_service(&labelled, |s| s.dests.iter().map(get).sum()),
                 },
             )?;
         }
@@ -297,14 +294,7 @@ fn encode_services(
             Series {
                 name: &format!("rvs_server_{what}"),
                 help: &format!("Server {help}"),
-                samples: labelled
-                    .iter()
-                    .flat_map(|(l, s)| {
-                        s.dests
-                            .iter()
-                            .map(move |d| (server_labels(l, d.config.addr, d.config.port), get(d)))
-                    })
-                    .collect(),
+                samples: per_server(&labelled, get),
             },
         )?;
     }
