@@ -3,8 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Dir, Rvsd, free_port};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -29,25 +32,8 @@ fn backend(name: &'static str) -> SocketAddr {
     a
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Rvsd(Child);
-
-impl Drop for Rvsd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(config: &str) -> (Rvsd, tempdir::Dir) {
-    let dir = tempdir::Dir::new();
+fn start(config: &str) -> (Rvsd, Dir) {
+    let dir = Dir::new();
     let path = dir.0.join("rvsd.toml");
     std::fs::write(&path, config).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
@@ -64,29 +50,6 @@ fn start(config: &str) -> (Rvsd, tempdir::Dir) {
         .spawn()
         .unwrap();
     (Rvsd(child), dir)
-}
-
-mod tempdir {
-    /// A scratch directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "rvsd-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// Connects until the daemon listens (bounded by a deadline) and reads the
@@ -163,7 +126,7 @@ fn serves_a_config_and_drains_on_sigterm() {
 
 #[test]
 fn check_prints_rules_and_locates_errors() {
-    let dir = tempdir::Dir::new();
+    let dir = Dir::new();
     let good = dir.0.join("good.toml");
     std::fs::write(
         &good,

@@ -5,8 +5,11 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Dir, Rvsd, free_port};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -20,47 +23,6 @@ fn backend(name: &'static str) -> SocketAddr {
         }
     });
     a
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A scratch directory removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(test: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("rvsd-rules-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Rvsd(Child);
-
-impl Drop for Rvsd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn check(rules: &PathBuf) -> Output {
@@ -93,7 +55,7 @@ fn a_server_without_a_method_is_masq_with_its_port() {
     let b = backend("masq-by-default");
     let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     assert_ne!(vip.port(), b.port());
-    let dir = Dir::new("default");
+    let dir = Dir::new();
     // No -m: ipvsadm would make this -g and force the port to the VIP's.
     let rules = dir.file(
         "web.rules",
@@ -123,7 +85,7 @@ fn a_server_without_a_method_is_masq_with_its_port() {
 
 #[test]
 fn named_packet_plane_methods_are_refused_at_their_line() {
-    let dir = Dir::new("refused");
+    let dir = Dir::new();
     for (flag, name) in [("-g", "Route"), ("-i", "Tunnel")] {
         let rules = dir.file(
             "dr.rules",
