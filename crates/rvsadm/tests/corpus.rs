@@ -29,15 +29,15 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rvs_api::{Control, DirectorControl};
-use rvs_core::director::{ConnRef, Director, DirectorConfig, PacketInfo, Verdict};
+use rvs_api::Control;
+use rvs_core::director::{ConnRef, Director, PacketInfo, Verdict};
 use rvs_core::model::Protocol;
 use rvs_core::state::TcpFlags;
-use tokio::sync::oneshot;
+
+mod common;
+use common::Daemon;
 
 /// A corpus listing without its `# source:` line.
 fn corpus(name: &str) -> String {
@@ -60,83 +60,6 @@ fn corpus(name: &str) -> String {
 
 fn strip_trailing(s: &str) -> String {
     s.lines().map(|l| format!("{}\n", l.trim_end())).collect()
-}
-
-struct Daemon {
-    dir: PathBuf,
-    sock: String,
-    ctl: Arc<DirectorControl>,
-    stop: Option<oneshot::Sender<()>>,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Daemon {
-    fn start(test: &str, clock: fn() -> u64) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("rvsadm-corpus-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let sock = dir.join("rvsd.sock");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = {
-            let _guard = rt.enter();
-            rvs_control::bind(&sock).expect("bind")
-        };
-        let ctl = Arc::new(DirectorControl::new(
-            Director::new(DirectorConfig::default()),
-            clock,
-        ));
-        let (stop, stopped) = oneshot::channel::<()>();
-        rt.spawn(rvs_control::serve(listener, ctl.clone(), async {
-            let _ = stopped.await;
-        }));
-        Daemon {
-            dir,
-            sock: sock.display().to_string(),
-            ctl,
-            stop: Some(stop),
-            rt: Some(rt),
-        }
-    }
-
-    /// Runs `rvsadm --control SOCK ARGS`, expects success, returns stdout.
-    fn ok(&self, args: &str) -> String {
-        let out: Output = Command::new(env!("CARGO_BIN_EXE_rvsadm"))
-            .arg("--control")
-            .arg(&self.sock)
-            .args(args.split_whitespace())
-            .stdin(Stdio::null())
-            .output()
-            .expect("rvsadm runs");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.stderr.is_empty(), "{args}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn all(&self, cmds: &[&str]) {
-        for c in cmds {
-            assert_eq!(self.ok(c), "", "{c}");
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(std::time::Duration::from_secs(5));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn zero_clock() -> u64 {

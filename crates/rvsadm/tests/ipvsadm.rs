@@ -3,101 +3,14 @@
 //! temporary directory): output byte-exact with ipvsadm's layout
 //! (ipvs-behaviour.md §2.4) and ipvsadm's exit statuses.
 
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Output};
 
-use rvs_api::DirectorControl;
-use rvs_core::director::{Director, DirectorConfig, PacketInfo};
+use rvs_core::director::PacketInfo;
 use rvs_core::model::Protocol;
-use tokio::sync::oneshot;
 
-struct Daemon {
-    dir: PathBuf,
-    sock: String,
-    ctl: Arc<DirectorControl>,
-    stop: Option<oneshot::Sender<()>>,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Daemon {
-    fn start(test: &str) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("rvsadm-ctl-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let sock = dir.join("rvsd.sock");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = {
-            let _guard = rt.enter();
-            rvs_control::bind(&sock).expect("bind")
-        };
-        let ctl = Arc::new(DirectorControl::new(
-            Director::new(DirectorConfig::default()),
-            || 0,
-        ));
-        let (stop, stopped) = oneshot::channel::<()>();
-        rt.spawn(rvs_control::serve(listener, ctl.clone(), async {
-            let _ = stopped.await;
-        }));
-        Daemon {
-            dir,
-            sock: sock.display().to_string(),
-            ctl,
-            stop: Some(stop),
-            rt: Some(rt),
-        }
-    }
-
-    fn run(&self, args: &str) -> Output {
-        self.run_with_stdin(args, None)
-    }
-
-    fn run_with_stdin(&self, args: &str, stdin: Option<&str>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rvsadm"))
-            .arg("--control")
-            .arg(&self.sock)
-            .args(args.split_whitespace())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("rvsadm runs");
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-        drop(input);
-        child.wait_with_output().expect("rvsadm ends")
-    }
-
-    /// Runs and expects success; returns standard output.
-    fn ok(&self, args: &str) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.stderr.is_empty(), "{args}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(std::time::Duration::from_secs(5));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+mod common;
+use common::Daemon;
 
 fn fails(out: &Output, code: i32) -> String {
     assert_eq!(out.status.code(), Some(code), "{out:?}");
@@ -128,7 +41,7 @@ fn add_example(d: &Daemon) {
 
 #[test]
 fn add_then_list_matches_ipvsadm() {
-    let d = Daemon::start("list");
+    let d = Daemon::start("list", || 0);
     add_example(&d);
     let expected = format!(
         "{HEADER}{TITLES}TCP  203.0.113.10:80 wlc\n{}{}TCP  203.0.113.10:443 rr persistent 360 mask 255.255.255.0\n{}",
@@ -168,7 +81,7 @@ fn add_then_list_matches_ipvsadm() {
 
 #[test]
 fn save_and_restore_round_trip() {
-    let d = Daemon::start("save");
+    let d = Daemon::start("save", || 0);
     add_example(&d);
     let saved = d.ok("-Sn");
     assert_eq!(
@@ -184,7 +97,7 @@ fn save_and_restore_round_trip() {
 
 #[test]
 fn restore_errors_are_located_and_change_nothing() {
-    let d = Daemon::start("restore");
+    let d = Daemon::start("restore", || 0);
     d.ok("-A -t 203.0.113.1:80 -s rr");
     let before = d.ok("-Sn");
     // A syntax error: nothing sent.
@@ -206,7 +119,7 @@ fn restore_errors_are_located_and_change_nothing() {
 
 #[test]
 fn errors_and_exit_codes() {
-    let d = Daemon::start("errors");
+    let d = Daemon::start("errors", || 0);
     d.ok("-A -t 203.0.113.1:80 -s rr");
     assert_eq!(
         fails(&d.run("-A -t 203.0.113.1:80 -s rr"), 255),
@@ -236,7 +149,7 @@ fn errors_and_exit_codes() {
 
 #[test]
 fn timeouts() {
-    let d = Daemon::start("timeouts");
+    let d = Daemon::start("timeouts", || 0);
     assert_eq!(
         d.ok("-L --timeout"),
         "Timeout (tcp tcpfin udp): 900 120 300\n"
@@ -250,7 +163,7 @@ fn timeouts() {
 
 #[test]
 fn connections() {
-    let d = Daemon::start("conns");
+    let d = Daemon::start("conns", || 0);
     d.ok("-A -u 203.0.113.53:53 -s rr");
     d.ok("-a -u 203.0.113.53:53 -r 10.0.1.1:53 -m");
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -285,7 +198,7 @@ fn connections() {
 
 #[test]
 fn version_and_help() {
-    let d = Daemon::start("version");
+    let d = Daemon::start("version", || 0);
     let v = d.ok("-v");
     assert!(
         v.starts_with("ipvsadm v1.31 2019/12/24 (compiled with rvs "),
@@ -298,7 +211,7 @@ fn version_and_help() {
 
 #[test]
 fn a_server_without_a_method_is_sent_as_masq_with_its_port() {
-    let d = Daemon::start("nomethod");
+    let d = Daemon::start("nomethod", || 0);
     d.ok("-A -t 203.0.113.10:80 -s rr");
     // ipvsadm would send -g with the port forced to 80; rvsd's data plane
     // is the proxy, so rvsadm sends masq with the port written.
