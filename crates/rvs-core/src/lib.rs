@@ -17,6 +17,7 @@ pub mod conn;
 pub mod director;
 pub mod health;
 pub mod model;
+pub mod probe;
 pub mod sched;
 pub mod sctp;
 pub mod state;
