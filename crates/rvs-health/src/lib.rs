@@ -41,9 +41,10 @@
 //!   keepalived, but the handshake itself must complete (the server still
 //!   proves it holds the key of the certificate it shows). With `verify` the
 //!   chain must lead to a root of `ca_file` (PEM) or, without one, to the
-//!   Mozilla roots compiled in (webpki-roots: the same trust on every
-//!   machine and in every container, and nothing read from the system at run
-//!   time; internal servers normally use a private CA given in `ca_file`),
+//!   system's roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` or the distribution's
+//!   bundle, read once per process; the operator's own CAs added there are
+//!   trusted, as by the other tools on the machine; a machine without any
+//!   makes such a probe a configuration error),
 //!   and the certificate must be valid for the `sni` name, else the `host`,
 //!   else the target IP address. A failed handshake is
 //!   [`FailureReason::Tls`].

@@ -8,7 +8,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rvs_core::health::{FailureReason, Outcome};
 use rvs_core::probe::{HttpProbe, ProbeKind, ProbeSpec, TlsProbe};
-use rvs_health::CompiledProbe;
+use rvs_health::{CompiledProbe, Prober};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -146,18 +146,20 @@ async fn verify_refuses_an_untrusted_certificate() {
     )
     .await;
     assert_eq!(o, Outcome::Failure(FailureReason::Tls));
-    // Nor do the public roots trust a self-signed certificate.
-    let o = run(
-        https(TlsProbe {
-            sni: Some("rs1.example.org".into()),
-            verify: true,
-            ca_file: None,
-        }),
-        server.addr,
-        T,
-    )
-    .await;
-    assert_eq!(o, Outcome::Failure(FailureReason::Tls));
+    // Nor do the system's roots trust a self-signed certificate; a machine
+    // without system roots refuses the probe when it is prepared.
+    let system = https(TlsProbe {
+        sni: Some("rs1.example.org".into()),
+        verify: true,
+        ca_file: None,
+    });
+    match CompiledProbe::new(system) {
+        Ok(probe) => assert_eq!(
+            Prober::new(1).probe(server.addr, &probe, T).await,
+            Outcome::Failure(FailureReason::Tls)
+        ),
+        Err(e) => assert!(e.contains("set ca_file"), "{e}"),
+    }
     std::fs::remove_file(ca).unwrap();
     // The handshake happened (and failed) on the client side both times.
     assert!(server.sni().is_empty(), "{:?}", server.sni());
