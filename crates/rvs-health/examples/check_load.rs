@@ -6,8 +6,13 @@
 //! and the probes per second.
 //!
 //! ```text
-//! cargo run --release -p rvs-health --example check_load -- [N=1000] [D=20]
+//! cargo run --release -p rvs-health --example check_load -- [N=1000] [D=20] [baseline]
 //! ```
+//!
+//! With `baseline`, the same connects are made instead by a plain loop of
+//! blocking `connect` and `close` calls paced at N per second, without
+//! tokio, timers or state machines: the floor set by the kernel's own TCP
+//! work, to compare the first figure with.
 //!
 //! The listeners never accept: the kernel completes the handshakes, so the
 //! figure is the checker's cost plus the loopback handshake work the kernel
@@ -45,16 +50,27 @@ fn main() {
         .iter()
         .map(|l| l.local_addr().unwrap().as_socket().unwrap())
         .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let report = runtime.block_on(drive(&addrs, Duration::from_secs(seconds)));
+    let baseline = args.next().is_some_and(|a| a == "baseline");
+    let report = if baseline {
+        blocking_connects(&addrs, Duration::from_secs(seconds))
+    } else {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(drive(&addrs, Duration::from_secs(seconds)))
+    };
     drop(listeners);
     println!(
-        "{servers} servers, TCP check every 1 s, {seconds} s (indicative: shared machine)\n\
+        "{servers} servers, {} every 1 s, {seconds} s (indicative: shared machine)\n\
          probes: {} ({:.0}/s), failures: {}, mean latency {:.2} ms\n\
-         CPU: {:.2} s user+sys in {:.2} s = {:.2} % of one core",
+         CPU: {:.2} s user+sys in {:.2} s = {:.2} % of one core \
+         (user {:.2} s, system {:.2} s)",
+        if baseline {
+            "blocking connect+close (baseline)"
+        } else {
+            "TCP check"
+        },
         report.probes,
         report.probes as f64 / report.wall,
         report.failures,
@@ -62,6 +78,8 @@ fn main() {
         report.cpu,
         report.wall,
         100.0 * report.cpu / report.wall,
+        report.user_sys.0,
+        report.user_sys.1,
     );
 }
 
@@ -70,6 +88,8 @@ struct Report {
     failures: u64,
     latency_ms_sum: u64,
     cpu: f64,
+    /// The same split into user and system time (10 ms resolution).
+    user_sys: (f64, f64),
     wall: f64,
 }
 
@@ -119,6 +139,7 @@ async fn drive(addrs: &[SocketAddr], run_for: Duration) -> Report {
     let (mut probes, mut failures, mut latency_ms_sum) = (0u64, 0u64, 0u64);
     let end_ms = run_for.as_millis() as u64;
     let cpu_start = cpu_seconds();
+    let split_start = user_sys_seconds();
 
     loop {
         let next = timers.peek().map_or(end_ms, |r| r.0.0).min(end_ms);
@@ -167,6 +188,44 @@ async fn drive(addrs: &[SocketAddr], run_for: Duration) -> Report {
         failures,
         latency_ms_sum,
         cpu: cpu_seconds() - cpu_start,
+        user_sys: {
+            let (u, s) = user_sys_seconds();
+            (u - split_start.0, s - split_start.1)
+        },
+        wall: origin.elapsed().as_secs_f64(),
+    }
+}
+
+/// The baseline: one blocking connect and close per server per second,
+/// spread evenly, on this thread.
+fn blocking_connects(addrs: &[SocketAddr], run_for: Duration) -> Report {
+    let origin = std::time::Instant::now();
+    let cpu_start = cpu_seconds();
+    let split_start = user_sys_seconds();
+    let step = Duration::from_secs(1) / addrs.len().max(1) as u32;
+    let (mut probes, mut failures) = (0u64, 0u64);
+    let mut next = origin;
+    'run: loop {
+        for addr in addrs {
+            if origin.elapsed() >= run_for {
+                break 'run;
+            }
+            match std::net::TcpStream::connect_timeout(addr, Duration::from_secs(1)) {
+                Ok(stream) => drop(stream),
+                Err(_) => failures += 1,
+            }
+            probes += 1;
+            next += step;
+            std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        }
+    }
+    let (u, s) = user_sys_seconds();
+    Report {
+        probes,
+        failures,
+        latency_ms_sum: 0,
+        cpu: cpu_seconds() - cpu_start,
+        user_sys: (u - split_start.0, s - split_start.1),
         wall: origin.elapsed().as_secs_f64(),
     }
 }
@@ -185,6 +244,23 @@ fn listener() -> Socket {
 fn cpu_seconds() -> f64 {
     let t = clock_gettime(ClockId::ProcessCPUTime);
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// User and system CPU time of the process from `/proc/self/stat`, whose
+/// clock ticks are USER_HZ, 100 per second on Linux.
+fn user_sys_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name: state is the 3rd field
+    // of the line, utime the 14th and stime the 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 /// Raises the soft limit on open files to at least `want` (up to the hard
