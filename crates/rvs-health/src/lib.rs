@@ -98,6 +98,9 @@
 //! fail, since counting the queueing time would report every slow turn as a
 //! timeout and could take many healthy servers down at once. A caller that
 //! needs an overall bound wraps the call in its own timeout.
+//!
+//! Probes run on the caller's tokio runtime, which needs its I/O and time
+//! drivers, and for MISC probes its signal driver (`enable_all`).
 #![warn(missing_docs)]
 
 use std::net::SocketAddr;
