@@ -1312,6 +1312,16 @@ impl Director {
         }
     }
 
+    /// Whether `addr` is the virtual address of a TCP, UDP or SCTP service
+    /// (fwmark services have no address of their own). A scan of the
+    /// services: for rare packets (fragments), not for every packet.
+    pub fn is_virtual_address(&self, addr: IpAddr) -> bool {
+        self.core
+            .by_key
+            .keys()
+            .any(|k| matches!(k, ServiceKey::Addr { addr: a, .. } if *a == addr))
+    }
+
     /// The forwarding method a connection was created with.
     pub fn conn_method(&self, conn: ConnRef) -> Option<Forward> {
         let (dest, flags) = match conn.family {

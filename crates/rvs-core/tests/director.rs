@@ -1813,3 +1813,14 @@ fn lookup_reply_ipv6() {
         Some(f.conn)
     );
 }
+
+#[test]
+fn is_virtual_address_knows_service_addresses_only() {
+    let mut d = director();
+    assert!(!d.is_virtual_address(ip(VIP)));
+    d.add_service(ServiceConfig::new(udp_key(53))).unwrap();
+    assert!(d.is_virtual_address(ip(VIP)));
+    assert!(!d.is_virtual_address(ip("192.0.2.11")));
+    d.del_service(&udp_key(53)).unwrap();
+    assert!(!d.is_virtual_address(ip(VIP)));
+}
