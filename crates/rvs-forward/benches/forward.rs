@@ -57,7 +57,6 @@ fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, payload: 
 
 const VIP: [u8; 4] = [203, 0, 113, 10];
 const CLIENT: [u8; 4] = [198, 51, 100, 7];
-const RS: [u8; 4] = [192, 0, 2, 11];
 
 fn forwarder(fwd: Forward, rport: u16) -> Forwarder {
     let mut fw = Forwarder::new(ForwarderConfig::default());
@@ -163,7 +162,7 @@ fn bench(c: &mut Criterion) {
                 let c = rvs_forward::checksum_adjust(
                     u16::from_be_bytes([f[50], f[51]]),
                     &old,
-                    &f[34..36].to_vec(),
+                    &f[34..36],
                 );
                 f[50..52].copy_from_slice(&c.to_be_bytes());
                 black_box(fw.process(f, &meta, &mut out, &OneHop, n))
