@@ -753,8 +753,13 @@ impl Forwarder {
             at: at(c.at),
             udp4: c.udp4,
         });
-        let both: Vec<CsumField> = inner_ip.into_iter().chain(inner_l4).collect();
-        replace(out, at(tr.inner_addr_at), &addr[..n], &both);
+        let mut both = [CsumField { at: 0, udp4: false }; 2];
+        let mut k = 0;
+        for c in inner_ip.into_iter().chain(inner_l4) {
+            both[k] = c;
+            k += 1;
+        }
+        replace(out, at(tr.inner_addr_at), &addr[..n], &both[..k]);
         replace(
             out,
             at(tr.inner_port_at),
