@@ -564,6 +564,7 @@ impl Forwarder {
             };
             if let Verdict::Forward { .. } = v {
                 self.counters.icmp_forwarded += 1;
+                self.director.count_related(conn, true, ip.len() as u32);
             }
             return v;
         }
@@ -589,6 +590,7 @@ impl Forwarder {
             let v = self.plain_icmp(cx, ip, tr, ip.dst, nb);
             if let Verdict::Forward { .. } = v {
                 self.counters.icmp_forwarded += 1;
+                self.director.count_related(conn, false, ip.len() as u32);
             }
             return v;
         }
