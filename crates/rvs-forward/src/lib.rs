@@ -88,9 +88,9 @@
 //! - **MTU**: a packet bigger than the route's MTU (less the tunnel
 //!   overhead) is answered with fragmentation needed (IPv4 with DF) or packet
 //!   too big (IPv6) from the address it was sent to, quoting as much as fits
-//!   in 576 / 1280 bytes. Packets without DF, and every too-big packet when
-//!   `pmtu_disc` is off, are dropped: this forwarder does not fragment (the
-//!   kernel would). The I/O layer must turn GSO/TSO/GRO off (or segment):
+//!   in 576 / 1280 bytes. IPv4 packets without DF, and tunnelled IPv4
+//!   packets when `pmtu_disc` is off, are dropped: this forwarder does not
+//!   fragment (the kernel would). The I/O layer must turn GSO/TSO/GRO off (or segment):
 //!   a GSO super-frame is just a too-big packet here.
 //! - **Partial checksums** (`TP_STATUS_CSUMNOTREADY`): the TCP/UDP checksum
 //!   (SCTP's CRC32c) is computed in full on the output instead of being
