@@ -46,8 +46,10 @@ pub mod flags {
     pub const HASHED: u32 = 0x0040;
     /// Sequence adjustment in use (the SEQ option / v0 trailer is present).
     pub const SEQ_MASK: u32 = 0x0600;
-    /// The bits a receiver takes from the wire.
-    pub const RECEIVER_MASK: u32 = 0x1E87;
+    /// The bits a receiver takes from the wire: forwarding method,
+    /// NOOUTPUT, INACTIVE, the sequence bits, NO_CPORT and TEMPLATE (the
+    /// kernel's `IP_VS_CONN_F_BACKUP_MASK`, 0x1F87).
+    pub const RECEIVER_MASK: u32 = 0x1F87;
     /// Set by the receiver on entries it creates.
     pub const SYNC: u32 = 0x0020;
     /// Persistence template.
