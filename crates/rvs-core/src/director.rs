@@ -1330,7 +1330,9 @@ impl<A: Addr> Flows<'_, A> {
         if let Some(id) = self.table.lookup(&key) {
             let old = *self.table.get(id);
             let st = &self.core.status[old.dest.index()];
-            if st.addr == rec.daddr && old.dport == rec.dport {
+            // A template is updated in place whatever server the record
+            // names, as the kernel does.
+            if template || (st.addr == rec.daddr && old.dport == rec.dport) {
                 self.sync_update(id, flags, state, timeout);
                 return Ok(SyncInstalled::Updated);
             }

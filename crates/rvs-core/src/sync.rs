@@ -202,6 +202,17 @@ impl Default for SyncSenderConfig {
     }
 }
 
+impl SyncSenderConfig {
+    /// A message size for an interface MTU (explicit `sync_maxlen` the
+    /// kernel's way: the MTU less the IP and UDP headers, 28 bytes for an
+    /// IPv4 group and 48 for IPv6, at least one v1 header and IPv6 record).
+    pub fn maxlen_for_mtu(mtu: u32, ipv6_group: bool) -> usize {
+        let headers = if ipv6_group { 48 } else { 28 };
+        let payload = (mtu.min(65_535) as usize).saturating_sub(headers);
+        payload.max(wire::V1_HEADER_LEN + wire::V6_RECORD_LEN)
+    }
+}
+
 /// What a [`SyncSender`] has done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncSenderStats {

@@ -295,9 +295,8 @@ impl MessageBuilder {
             return Ok(false);
         }
         let len = record_len(c)?;
-        while self.buf.len() % 4 != 0 {
-            self.buf.push(0);
-        }
+        let aligned = (self.buf.len() + 3) & !3;
+        self.buf.resize(aligned, 0);
         let out = &mut self.buf;
         out.push(u8::from(c.is_ipv6()));
         out.push(c.proto);

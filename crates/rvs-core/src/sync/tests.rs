@@ -155,9 +155,10 @@ fn templates_go_with_every_packet_of_their_connections() {
         vec![vec![true], vec![true], vec![false, true], vec![true]]
     );
     let mut d2 = master();
-    let mut s = SyncSettings::default();
-    s.persist_mode = true;
-    d2.set_sync_master(Some(s));
+    d2.set_sync_master(Some(SyncSettings {
+        persist_mode: true,
+        ..SyncSettings::default()
+    }));
     for (t, f) in flags.into_iter().enumerate() {
         forward(d2.inbound(&tcp(c, 40001, VIP, 443, f), t as u64));
     }
@@ -349,10 +350,9 @@ fn receiver_filters_by_sync_id_and_reads_v0() {
     assert_eq!(conns[0].state, "ESTABLISHED");
 }
 
-/// The comparable part of a connection listing.
-fn table(
-    d: &Director,
-) -> Vec<(
+/// The comparable part of a connection listing: protocol, template,
+/// client, virtual and server address and port, state, flags less SYNC.
+type Row = (
     u8,
     bool,
     IpAddr,
@@ -363,7 +363,9 @@ fn table(
     u16,
     &'static str,
     u16,
-)> {
+);
+
+fn table(d: &Director) -> Vec<Row> {
     let mut v: Vec<_> = d
         .connections()
         .into_iter()
@@ -578,4 +580,71 @@ fn snapshot_lists_templates_first() {
         b.sync_install(r, 5).unwrap();
     }
     assert_eq!(table(&b), table(&m));
+}
+
+#[test]
+fn maxlen_from_mtu() {
+    assert_eq!(SyncSenderConfig::maxlen_for_mtu(1500, false), 1472);
+    assert_eq!(SyncSenderConfig::maxlen_for_mtu(1500, true), 1452);
+    assert_eq!(SyncSenderConfig::maxlen_for_mtu(9000, false), 8972);
+    assert_eq!(SyncSenderConfig::maxlen_for_mtu(40, false), 80);
+}
+
+#[test]
+fn udp_is_sent_every_period_without_state_forcing() {
+    let mut d = Director::new(DirectorConfig::default());
+    let k = ServiceKey::Addr {
+        proto: Protocol::Udp,
+        addr: ip(VIP),
+        port: 53,
+    };
+    d.add_service(ServiceConfig::new(k)).unwrap();
+    d.add_dest(&k, dest("198.51.100.53", 53, Forward::Masq))
+        .unwrap();
+    d.set_sync_master(Some(SyncSettings::default()));
+    let mut at = Vec::new();
+    for n in 1..=120u64 {
+        let p = PacketInfo {
+            proto: Protocol::Udp,
+            src: ip("192.0.2.9"),
+            sport: 5353,
+            dst: ip(VIP),
+            dport: 53,
+            fwmark: 0,
+            tcp: TcpFlags::default(),
+            sctp: SctpEvent::Data,
+            len: 100,
+        };
+        forward(d.inbound(&p, n));
+        let sent = drain(&mut d);
+        if let Some(r) = sent.first() {
+            assert_eq!((r.proto, r.state, r.timeout, r.flags), (17, 0, 300, 0x100));
+            at.push(n);
+        }
+    }
+    assert_eq!(at, vec![3, 53, 103]);
+}
+
+#[test]
+fn a_template_is_updated_whatever_server_the_record_names() {
+    let mut b = Director::new(DirectorConfig::default());
+    configure(&mut b);
+    let mut t = record(0);
+    t.vport = 443;
+    t.dport = 443;
+    t.daddr = ip("198.51.100.12");
+    t.flags = 0x1183;
+    t.state = 0;
+    t.timeout = 360;
+    assert_eq!(b.sync_install(&t, 0), Ok(SyncInstalled::Created));
+    t.daddr = ip("198.51.100.99");
+    t.state = 1;
+    t.timeout = 60;
+    assert_eq!(b.sync_install(&t, 1000), Ok(SyncInstalled::Updated));
+    let c = &b.connections()[0];
+    assert_eq!(
+        (c.daddr, c.state, c.expires_ms),
+        (ip("198.51.100.12"), "ASSURED", 60_000)
+    );
+    assert_eq!(b.service(&key(VIP, 443)).unwrap().dests[0].persistent, 1);
 }

@@ -681,3 +681,36 @@ fn config_validation() {
         (100, 1000, true, 5, 5000)
     );
 }
+
+#[test]
+fn ipv6_instance_through_the_codec() {
+    let vip6: IpAddr = "2001:db8::250".parse().unwrap();
+    let me: IpAddr = "fe80::2".parse().unwrap();
+    let peer: IpAddr = "fe80::1".parse().unwrap();
+    let mut c = VrrpConfig::new(53, me, vec![vip6]);
+    c.priority = 100;
+    let mut b = VrrpInstance::new(c).unwrap();
+    b.start(0);
+    let adv = Advert {
+        vrid: 53,
+        priority: 120,
+        max_adver_int: 100,
+        addrs: vec![vip6],
+    };
+    let dst = IpAddr::V6(rvs_wire::vrrp::MCAST_V6);
+    let bytes = adv.to_bytes(peer, dst).unwrap();
+    let pkt = rvs_wire::vrrp::decode(&bytes, peer, dst).unwrap();
+    b.handle_advert(500, peer, 255, &pkt).unwrap();
+    assert_eq!(b.poll_timeout(), Some(500 + 3609));
+    b.handle_timeout(4109);
+    assert_eq!(b.state(), Master);
+    let acts: Vec<Action> = std::iter::from_fn(|| b.poll_action()).collect();
+    assert!(acts.contains(&Action::AddVips(vec![vip6])));
+    assert!(acts.contains(&Action::SendGarp(vip6)));
+    // Its own advert encodes for IPv6 from the link-local source.
+    let Some(Action::SendAdvert(mine)) = acts.iter().find(|a| matches!(a, Action::SendAdvert(_)))
+    else {
+        panic!("no advert");
+    };
+    assert_eq!(mine.to_bytes(me, dst).unwrap().len(), 8 + 16);
+}
