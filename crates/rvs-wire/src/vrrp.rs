@@ -208,6 +208,32 @@ impl Advert {
         self.encode(src, dst, &mut v)?;
         Ok(v)
     }
+
+    /// The same advertisement in version 2 form, for peers that speak only
+    /// version 2 (keepalived's default `vrrp_version`): IPv4 only, and the
+    /// interval must be whole seconds (1..=255). `None` otherwise.
+    pub fn to_v2(&self, auth_type: u8, auth_data: [u8; V2_AUTH_LEN]) -> Option<AdvertV2> {
+        if self.max_adver_int % 100 != 0 {
+            return None;
+        }
+        let advert_int = u8::try_from(self.max_adver_int / 100).ok()?;
+        let addrs = self
+            .addrs
+            .iter()
+            .map(|a| match a {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(AdvertV2 {
+            vrid: self.vrid,
+            priority: self.priority,
+            auth_type,
+            advert_int,
+            addrs,
+            auth_data,
+        })
+    }
 }
 
 impl AdvertV2 {

@@ -101,6 +101,35 @@ fn keepalived_v2_advert_with_simple_auth() {
 }
 
 #[test]
+fn v3_advert_in_v2_form_matches_keepalived() {
+    let a = Advert {
+        vrid: 52,
+        priority: 120,
+        max_adver_int: 100,
+        addrs: vec![
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 251)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 252)),
+        ],
+    };
+    let v2 = a.to_v2(1, *b"s3cret\0\0").unwrap();
+    let (_, _, _, payload) = vrrp_of(&hex(V5));
+    assert_eq!(v2.to_bytes().unwrap(), payload);
+    assert_eq!(
+        Advert {
+            max_adver_int: 150,
+            ..a.clone()
+        }
+        .to_v2(0, [0; 8]),
+        None
+    );
+    let v6 = Advert {
+        addrs: vec!["2001:db8::1".parse().unwrap()],
+        ..a
+    };
+    assert_eq!(v6.to_v2(0, [0; 8]), None);
+}
+
+#[test]
 fn v2_checksum_excludes_the_pseudo_header() {
     // The vector notes: vector 1 checksummed without the pseudo-header
     // would carry 0x2d6d, so a v3 message with a v2-style checksum fails.
