@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use rvs_wire::sync::{self as wire, MessageBuilder};
 pub use rvs_wire::sync::{Message, SyncConn};
 
-use crate::conn::{Addr, Conn, NO_CONTROL};
+use crate::conn::{Addr, Conn, NO_CONTROL, flags};
 use crate::director::Director;
 use crate::model::Protocol;
 use crate::sctp::SctpState;
@@ -52,6 +52,11 @@ pub struct SyncSettings {
     /// Most records queued in the director before
     /// [`Director::drain_sync_updates`] (excess records are counted and dropped).
     pub max_pending: usize,
+    /// rvs: also send entries of the userspace proxy method. Their
+    /// forwarding value (5) means nothing to a kernel backup, and a proxied
+    /// TCP stream cannot move to another director anyway; on between rvs
+    /// directors it carries the persistence templates of proxy services.
+    pub include_proxy: bool,
 }
 
 impl Default for SyncSettings {
@@ -63,6 +68,7 @@ impl Default for SyncSettings {
             retries: 0,
             persist_mode: false,
             max_pending: 1 << 16,
+            include_proxy: false,
         }
     }
 }
@@ -129,6 +135,9 @@ pub(crate) fn needs_sync<A: Addr>(
     pkts: u32,
     now: u64,
 ) -> bool {
+    if !s.include_proxy && c.flags & flags::FWD_MASK == flags::FWD_PROXY {
+        return false;
+    }
     let template = c.is_template();
     let timeout_ms = u64::from(c.timeout) * 1000;
     let endtime = now + timeout_ms;

@@ -280,6 +280,10 @@ impl MessageBuilder {
     /// Whether `c` would still fit.
     pub fn fits(&self, c: &SyncConn) -> Result<bool, EncodeError> {
         let len = record_len(c)?;
+        self.fits_len(len)
+    }
+
+    fn fits_len(&self, len: usize) -> Result<bool, EncodeError> {
         if V1_HEADER_LEN + len > self.maxlen {
             return Err(EncodeError::TooLarge);
         }
@@ -291,10 +295,10 @@ impl MessageBuilder {
     /// message is full (send it and start another). Errors leave the
     /// message as it was.
     pub fn push(&mut self, c: &SyncConn) -> Result<bool, EncodeError> {
-        if !self.fits(c)? {
+        let len = record_len(c)?;
+        if !self.fits_len(len)? {
             return Ok(false);
         }
-        let len = record_len(c)?;
         let aligned = (self.buf.len() + 3) & !3;
         self.buf.resize(aligned, 0);
         let out = &mut self.buf;

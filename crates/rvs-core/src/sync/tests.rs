@@ -648,3 +648,27 @@ fn a_template_is_updated_whatever_server_the_record_names() {
     );
     assert_eq!(b.service(&key(VIP, 443)).unwrap().dests[0].persistent, 1);
 }
+
+#[test]
+fn proxy_entries_are_not_sent_unless_asked() {
+    let run = |include_proxy: bool| {
+        let mut d = Director::new(DirectorConfig::default());
+        d.add_service(ServiceConfig::new(key(VIP, 8080))).unwrap();
+        d.add_dest(&key(VIP, 8080), dest("198.51.100.80", 80, Forward::Proxy))
+            .unwrap();
+        d.set_sync_master(Some(SyncSettings {
+            include_proxy,
+            ..SyncSettings::default()
+        }));
+        let syn = forward(d.inbound(&tcp("192.0.2.8", 1, VIP, 8080, TcpFlags::SYN), 0));
+        forward(d.outbound(syn.conn, TcpFlags::SYN_ACK, 60, 0));
+        for t in 1..=3 {
+            forward(d.inbound(&tcp("192.0.2.8", 1, VIP, 8080, TcpFlags::ACK), t));
+        }
+        drain(&mut d)
+    };
+    assert!(run(false).is_empty());
+    let sent = run(true);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].flags & 7, 5);
+}
