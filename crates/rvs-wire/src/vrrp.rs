@@ -213,7 +213,7 @@ impl Advert {
     /// version 2 (keepalived's default `vrrp_version`): IPv4 only, and the
     /// interval must be whole seconds (1..=255). `None` otherwise.
     pub fn to_v2(&self, auth_type: u8, auth_data: [u8; V2_AUTH_LEN]) -> Option<AdvertV2> {
-        if self.max_adver_int % 100 != 0 {
+        if !self.max_adver_int.is_multiple_of(100) {
             return None;
         }
         let advert_int = u8::try_from(self.max_adver_int / 100).ok()?;
