@@ -168,6 +168,10 @@ pub struct VrrpConfig {
     pub vips: Vec<IpAddr>,
     /// `skip_check_adv_addr`: accept adverts whose address list differs.
     pub skip_check_adv_addr: bool,
+    /// Drop adverts whose TTL / hop limit is not 255 (RFC 5798). Off for
+    /// keepalived-style unicast peers, whose TTL the I/O layer checks
+    /// against the peer's `min_ttl`/`max_ttl`.
+    pub check_ttl: bool,
     /// `lower_prio_no_advert`: as master, do not answer a lower-priority
     /// advert with an advert of our own.
     pub lower_prio_no_advert: bool,
@@ -194,6 +198,7 @@ impl VrrpConfig {
             primary_addr,
             vips,
             skip_check_adv_addr: false,
+            check_ttl: true,
             lower_prio_no_advert: false,
             garp: GarpConfig::default(),
             track: Vec::new(),
@@ -643,7 +648,7 @@ impl VrrpInstance {
         ttl: u8,
         pkt: &Packet,
     ) -> Result<(), RxError> {
-        if ttl != TTL {
+        if self.cfg.check_ttl && ttl != TTL {
             return Err(RxError::Ttl(ttl));
         }
         if pkt.vrid() != self.cfg.vrid {

@@ -642,6 +642,11 @@ fn receive_checks() {
     );
     // None of those restarted the down timer.
     assert_eq!(b.poll_timeout(), Some(3609));
+    let mut unicast = cfg(2, 100);
+    unicast.check_ttl = false;
+    let mut u = VrrpInstance::new(unicast).unwrap();
+    u.start(0);
+    assert_eq!(u.handle_advert(0, addr(1), 62, &adv(51, vec![VIP])), Ok(()));
     // A v2 advert is followed too.
     let v2 = Packet::V2(rvs_wire::vrrp::AdvertV2 {
         vrid: 51,
