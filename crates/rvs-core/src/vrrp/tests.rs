@@ -719,3 +719,29 @@ fn ipv6_instance_through_the_codec() {
     };
     assert_eq!(mine.to_bytes(me, dst).unwrap().len(), 8 + 16);
 }
+
+proptest::proptest! {
+    /// Whatever the priorities and the master's interval, a backup that
+    /// stops hearing the master takes over exactly 3 × interval + skew
+    /// after the last advert it followed, and never before.
+    #[test]
+    fn takeover_bound(master_prio in 2u8..=254, gap in 1u8..=100, int_cs in 1u16..=400,
+                      adverts in 1u64..6) {
+        let backup_prio = master_prio.saturating_sub(gap).max(1);
+        let mut b = VrrpInstance::new(cfg(2, backup_prio)).unwrap();
+        b.start(0);
+        let adv = Packet::V3(Advert { vrid: 51, priority: master_prio, max_adver_int: int_cs, addrs: vec![VIP] });
+        let int_ms = u64::from(int_cs) * 10;
+        let mut last = 0;
+        for k in 0..adverts {
+            last = k * int_ms;
+            b.handle_advert(last, addr(1), 255, &adv).unwrap();
+        }
+        let expect = last + 3 * int_ms + (256 - u64::from(backup_prio)) * int_ms / 256;
+        proptest::prop_assert_eq!(b.poll_timeout(), Some(expect));
+        b.handle_timeout(expect - 1);
+        proptest::prop_assert_eq!(b.state(), Backup);
+        b.handle_timeout(expect);
+        proptest::prop_assert_eq!(b.state(), Master);
+    }
+}
