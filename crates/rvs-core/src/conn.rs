@@ -85,6 +85,8 @@ pub mod flags {
     pub const NOOUTPUT: u16 = 0x0080;
     /// Counted as inactive.
     pub const INACTIVE: u16 = 0x0100;
+    /// NAT sequence adjustment in use (OUT_SEQ | IN_SEQ).
+    pub const SEQ_MASK: u16 = 0x0600;
     /// Client port not known yet.
     pub const NO_CPORT: u16 = 0x0800;
     /// Persistence template.

@@ -31,6 +31,7 @@ use crate::sched::{
 use crate::sctp::{SctpEvent, SctpState, sctp_transition};
 use crate::state::{Direction, StateTimeouts, TcpFlags, TcpState, UDP_STATE_NAME, tcp_transition};
 use crate::stats::{Counters, Rates, Stats};
+use crate::sync::{SyncConn, SyncMark, SyncSettings, needs_sync};
 
 /// The FTP control port; persistence and service lookup treat it specially.
 const FTP_PORT: u16 = 21;
@@ -273,6 +274,9 @@ struct DestInfo {
     stats: Stats,
     /// Set while in the trash: when it was first seen unreferenced.
     idle_since: Option<u64>,
+    /// Made for synced connections whose server is not configured here
+    /// (the kernel's unbound connections); bound by a later `-a`.
+    placeholder: bool,
 }
 
 /// Everything but the connection tables, so that table-generic code can
@@ -297,7 +301,69 @@ struct Core {
     ftp_services: usize,
     fwmark_services: [usize; 2],
     port_zero_services: usize,
+    /// Master-side sync state, while sync is on.
+    sync: Option<Box<SyncTrack>>,
 }
+
+/// Sync events of a master director.
+#[derive(Debug)]
+struct SyncTrack {
+    settings: SyncSettings,
+    /// Per-entry bookkeeping by slot, one vector per family.
+    marks: [Vec<SyncMark>; 2],
+    out: Vec<SyncConn>,
+    dropped: u64,
+}
+
+impl SyncTrack {
+    fn mark(&mut self, fam: usize, id: u32) -> &mut SyncMark {
+        let v = &mut self.marks[fam];
+        let i = id as usize;
+        if v.len() <= i {
+            v.resize(i + 1, SyncMark::default());
+        }
+        &mut v[i]
+    }
+}
+
+/// What [`Director::sync_install`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncInstalled {
+    /// A new entry.
+    Created,
+    /// An existing entry took the record's state, timeout and flags.
+    Updated,
+}
+
+/// Why [`Director::sync_install`] did not install a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SyncRefused {
+    /// Addresses of different families.
+    #[error("sync record mixes address families")]
+    MixedFamily,
+    /// A protocol the director does not know.
+    #[error("sync record of unknown protocol {0}")]
+    Protocol(u8),
+    /// A state index out of the protocol's table.
+    #[error("sync record with invalid state {0}")]
+    State(u16),
+    /// Persistence-engine data (no engine is supported).
+    #[error("sync record with persistence-engine data")]
+    PersistenceEngine,
+    /// An inactive record for a connection that has another server here:
+    /// stale, ignored.
+    #[error("stale sync record")]
+    Stale,
+    /// The connection table is full.
+    #[error("connection table full")]
+    TableFull,
+}
+
+/// Longest timeout a synced record may set (31 days, the largest
+/// persistence timeout).
+const SYNC_TIMEOUT_CAP_S: u32 = 2_678_400;
+/// Timeout of a synced template that carries none (version 0).
+const SYNC_TEMPLATE_DEFAULT_S: u32 = 180;
 
 /// The sans-IO IPVS director.
 pub struct Director {
@@ -598,10 +664,139 @@ impl Core {
     }
 }
 
+impl Core {
+    /// The configured server a sync record names (`ip_vs_find_dest`): the
+    /// service by fwmark or by protocol, virtual address and port (then
+    /// port 0), the server by address and port (or a port-0 server).
+    fn find_sync_dest(
+        &self,
+        rec: &SyncConn,
+        family: Family,
+        proto: Option<Protocol>,
+    ) -> Option<DestId> {
+        let mut keys = Vec::with_capacity(3);
+        if rec.fwmark != 0 {
+            keys.push(ServiceKey::FwMark {
+                family,
+                mark: rec.fwmark,
+            });
+        }
+        if let Some(proto) = proto {
+            for port in [rec.vport, 0] {
+                keys.push(ServiceKey::Addr {
+                    proto,
+                    addr: rec.vaddr,
+                    port,
+                });
+            }
+        }
+        let slot = keys.iter().find_map(|k| self.by_key.get(k).copied())?;
+        let order = &self.service(slot).order;
+        let find = |port: u16| {
+            order.iter().copied().find(|id| {
+                let st = &self.status[id.index()];
+                st.addr == rec.daddr && st.port == port
+            })
+        };
+        find(rec.dport).or_else(|| find(0))
+    }
+
+    /// A stand-in destination for synced entries whose server is not
+    /// configured: forwarded to the record's server, counted on it, and
+    /// taken over by a later `-a` of that server to that service.
+    fn sync_placeholder(
+        &mut self,
+        rec: &SyncConn,
+        family: Family,
+        proto: Option<Protocol>,
+    ) -> DestId {
+        let svc_key = match proto {
+            Some(proto) if rec.fwmark == 0 => ServiceKey::Addr {
+                proto,
+                addr: rec.vaddr,
+                port: rec.vport,
+            },
+            _ => ServiceKey::FwMark {
+                family,
+                mark: rec.fwmark,
+            },
+        };
+        let found = self.trash.iter().copied().find(|id| {
+            let info = &self.info[id.index()];
+            let st = &self.status[id.index()];
+            info.placeholder
+                && info.svc_key == svc_key
+                && st.addr == rec.daddr
+                && st.port == rec.dport
+        });
+        if let Some(id) = found {
+            self.info[id.index()].idle_since = None;
+            return id;
+        }
+        let fwd = conn_forward(rec.flags as u16, Forward::Masq);
+        let id = DestId(self.status.len() as u32);
+        self.status.push(DestStatus {
+            addr: rec.daddr,
+            port: rec.dport,
+            weight: 0,
+            last_weight: 0,
+            active: 0,
+            inactive: 0,
+            overloaded: false,
+            // Unbound connections are still forwarded.
+            available: true,
+        });
+        self.info.push(DestInfo {
+            svc_key,
+            svc: None,
+            config: DestConfig {
+                addr: rec.daddr,
+                port: rec.dport,
+                forward: fwd,
+                weight: 0,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+            persistent: 0,
+            stats: Stats::default(),
+            idle_since: None,
+            placeholder: true,
+        });
+        if self.trash.is_empty() {
+            self.trash_timer = Some(self.now + TRASH_PERIOD_MS);
+        }
+        self.trash.push(id);
+        id
+    }
+}
+
+/// The sync record of an entry (flags as the kernel sends them: HASHED is
+/// never set here).
+fn sync_record<A: Addr>(status: &[DestStatus], c: &Conn<A>) -> SyncConn {
+    let st = &status[c.dest.index()];
+    SyncConn {
+        proto: c.proto,
+        flags: u32::from(c.flags),
+        state: u16::from(c.state),
+        caddr: c.caddr.to_ip(),
+        cport: c.cport,
+        vaddr: c.vaddr.to_ip(),
+        vport: c.vport,
+        daddr: st.addr,
+        dport: c.dport,
+        fwmark: c.fwmark,
+        timeout: c.timeout,
+        seq: None,
+        pe: None,
+    }
+}
+
 /// Connection-table work that is the same for both address families.
 struct Flows<'a, A: Addr> {
     core: &'a mut Core,
     table: &'a mut ConnTable<A>,
+    /// The family index of `table`.
+    fam: usize,
 }
 
 impl<A: Addr> Flows<'_, A> {
@@ -652,6 +847,9 @@ impl<A: Addr> Flows<'_, A> {
         match self.table.insert(conn) {
             Ok(id) => {
                 self.core.bind_dest(dest, flags & cf::TEMPLATE != 0);
+                if let Some(track) = self.core.sync.as_deref_mut() {
+                    *track.mark(self.fam, id) = SyncMark::default();
+                }
                 Ok(id)
             }
             Err(e) => {
@@ -681,6 +879,13 @@ impl<A: Addr> Flows<'_, A> {
             self.table.get_mut(id).timeout = TEMPLATE_POSTPONE_S;
             self.table
                 .arm(id, deadline + u64::from(TEMPLATE_POSTPONE_S) * 1000);
+            if c.is_template()
+                && let Some(t) = self.core.sync.as_deref()
+            {
+                // A re-armed template is announced again with its new timeout.
+                let pkts = t.settings.threshold;
+                self.sync_one(id, pkts);
+            }
             return;
         }
         self.table.remove(id);
@@ -1009,6 +1214,7 @@ impl<A: Addr> Flows<'_, A> {
                     self.core.packet_stats(dest, true, p.len);
                     self.set_state(id, Direction::Input, p.tcp, p.sctp);
                     self.put(id);
+                    self.sync_conn(id);
                     self.forwarding(id, false, family)
                 }
             }
@@ -1033,6 +1239,7 @@ impl<A: Addr> Flows<'_, A> {
         let dest = self.table.get(id).dest;
         self.core.packet_stats(dest, true, p.len);
         self.set_state(id, Direction::Input, p.tcp, p.sctp);
+        self.sync_conn(id);
         let verdict = self.forwarding(id, true, family);
         if self.table.get(id).flags & cf::ONE_PACKET != 0 {
             // One-packet scheduling: the entry goes once its packet is out.
@@ -1042,6 +1249,204 @@ impl<A: Addr> Flows<'_, A> {
             self.put(id);
         }
         verdict
+    }
+
+    /// A client packet went through entry `id`: the kernel's
+    /// `ip_vs_sync_conn` for it and the entries that control it.
+    fn sync_conn(&mut self, id: u32) {
+        let Some(track) = self.core.sync.as_deref_mut() else {
+            return;
+        };
+        let threshold = track.settings.threshold;
+        let c = *self.table.get(id);
+        if c.flags & cf::ONE_PACKET == 0 {
+            let pkts = track.mark(self.fam, id).bump();
+            self.sync_one(id, pkts);
+        }
+        // Its controller (the persistence template), with its own count.
+        let mut ctl = c.control;
+        for _ in 0..2 {
+            if ctl == NO_CONTROL || !self.table.is_live(ctl) {
+                break;
+            }
+            let ct = *self.table.get(ctl);
+            let pkts = if ct.is_template() {
+                match self.core.sync.as_deref_mut() {
+                    Some(t) => t.mark(self.fam, ctl).bump(),
+                    None => return,
+                }
+            } else {
+                threshold
+            };
+            self.sync_one(ctl, pkts);
+            ctl = ct.control;
+        }
+    }
+
+    /// Queues entry `id` if the sync rules say it is due.
+    fn sync_one(&mut self, id: u32, pkts: u32) {
+        let Some(track) = self.core.sync.as_deref_mut() else {
+            return;
+        };
+        let c = *self.table.get(id);
+        let settings = track.settings;
+        if !needs_sync(&settings, &c, track.mark(self.fam, id), pkts, self.core.now) {
+            return;
+        }
+        if track.out.len() >= settings.max_pending {
+            track.dropped += 1;
+            return;
+        }
+        let rec = sync_record(&self.core.status, &c);
+        if let Some(track) = self.core.sync.as_deref_mut() {
+            track.out.push(rec);
+        }
+    }
+
+    /// Installs a sync record on a backup (`ip_vs_proc_conn`).
+    fn sync_install(
+        &mut self,
+        rec: &SyncConn,
+        family: Family,
+    ) -> Result<SyncInstalled, SyncRefused> {
+        let (Some(caddr), Some(vaddr)) = (A::from_ip(rec.caddr), A::from_ip(rec.vaddr)) else {
+            return Err(SyncRefused::MixedFamily);
+        };
+        if Family::of(&rec.daddr) != family {
+            return Err(SyncRefused::MixedFamily);
+        }
+        if rec.pe.is_some() {
+            return Err(SyncRefused::PersistenceEngine);
+        }
+        let template = rec.flags & u32::from(cf::TEMPLATE) != 0;
+        let flags = (rec.flags & rvs_wire::sync::flags::RECEIVER_MASK) as u16 | cf::SYNC;
+        let proto = Protocol::from_number(rec.proto);
+        let state_count = match proto {
+            Some(Protocol::Tcp) => crate::state::TCP_STATE_COUNT,
+            Some(Protocol::Sctp) => crate::sctp::SCTP_STATES,
+            Some(Protocol::Udp) => 1,
+            None if template && rec.proto == 0 => 256,
+            None => return Err(SyncRefused::Protocol(rec.proto)),
+        };
+        let state = if template { 256 } else { state_count };
+        if usize::from(rec.state) >= state {
+            return Err(SyncRefused::State(rec.state));
+        }
+        let state = rec.state as u8;
+        let timeout = match rec.timeout {
+            0 => self.default_sync_timeout(rec.proto, state, template),
+            t => t.min(SYNC_TIMEOUT_CAP_S),
+        };
+        let key = crate::conn::ConnKey {
+            proto: rec.proto,
+            template,
+            caddr,
+            cport: rec.cport,
+            vaddr,
+            vport: rec.vport,
+        };
+        let active = flags & cf::INACTIVE == 0;
+        if let Some(id) = self.table.lookup(&key) {
+            let old = *self.table.get(id);
+            let st = &self.core.status[old.dest.index()];
+            // A template is updated in place whatever server the record
+            // names, as the kernel does.
+            if template || (st.addr == rec.daddr && old.dport == rec.dport) {
+                self.sync_update(id, flags, state, timeout);
+                return Ok(SyncInstalled::Updated);
+            }
+            if !active {
+                return Err(SyncRefused::Stale);
+            }
+            // The connection moved to another server on the master.
+            self.expire_now(id);
+            self.flush_due();
+            if self.table.lookup(&key).is_some() {
+                return Err(SyncRefused::Stale);
+            }
+        }
+        let dest = match self.core.find_sync_dest(rec, family, proto) {
+            Some(d) => d,
+            None => self.core.sync_placeholder(rec, family, proto),
+        };
+        let seq = self.core.next_seq();
+        let conn = Conn {
+            caddr,
+            vaddr,
+            cport: rec.cport,
+            vport: rec.vport,
+            dport: rec.dport,
+            proto: rec.proto,
+            state,
+            flags,
+            dest,
+            control: NO_CONTROL,
+            n_control: 0,
+            timeout,
+            fwmark: rec.fwmark,
+            seq,
+        };
+        let id = self.table.insert(conn).map_err(|_| {
+            self.core.refused += 1;
+            SyncRefused::TableFull
+        })?;
+        self.core.bind_dest(dest, template);
+        if !template && active {
+            let st = &mut self.core.status[dest.index()];
+            st.inactive = st.inactive.saturating_sub(1);
+            st.active += 1;
+        }
+        if let Some(track) = self.core.sync.as_deref_mut() {
+            let threshold = track.settings.threshold;
+            *track.mark(self.fam, id) = SyncMark::installed(state, threshold);
+        }
+        self.put(id);
+        Ok(SyncInstalled::Created)
+    }
+
+    /// An existing entry takes a record: INACTIVE (with the counters) and
+    /// the sequence bits, the state and the timeout.
+    fn sync_update(&mut self, id: u32, flags: u16, state: u8, timeout: u32) {
+        let c = self.table.get_mut(id);
+        if !c.is_template() {
+            let was_inactive = c.flags & cf::INACTIVE != 0;
+            let now_inactive = flags & cf::INACTIVE != 0;
+            let st = &mut self.core.status[c.dest.index()];
+            if was_inactive && !now_inactive {
+                st.inactive = st.inactive.saturating_sub(1);
+                st.active += 1;
+            } else if !was_inactive && now_inactive {
+                st.active = st.active.saturating_sub(1);
+                st.inactive += 1;
+            }
+        }
+        const TAKEN: u16 = cf::INACTIVE | cf::SEQ_MASK;
+        c.flags = (c.flags & !TAKEN) | (flags & TAKEN);
+        c.state = state;
+        c.timeout = timeout;
+        if let Some(track) = self.core.sync.as_deref_mut() {
+            let threshold = track.settings.threshold;
+            *track.mark(self.fam, id) = SyncMark::installed(state, threshold);
+        }
+        self.put(id);
+    }
+
+    /// The timeout of a record that carries none (version 0).
+    fn default_sync_timeout(&self, proto: u8, state: u8, template: bool) -> u32 {
+        if template {
+            return SYNC_TEMPLATE_DEFAULT_S;
+        }
+        match Protocol::from_number(proto) {
+            Some(Protocol::Tcp) => self
+                .core
+                .timeouts
+                .tcp(TcpState::from_index(state).unwrap_or(TcpState::None)),
+            Some(Protocol::Udp) => self.core.timeouts.udp,
+            Some(Protocol::Sctp) => SctpState::from_index(usize::from(state))
+                .unwrap_or(SctpState::None)
+                .default_timeout_secs(),
+            None => SYNC_TEMPLATE_DEFAULT_S,
+        }
     }
 
     /// `ip_vs_out`: a reply on a known connection.
@@ -1080,6 +1485,7 @@ macro_rules! with_flows {
                 let mut $f = Flows {
                     core: &mut $self.core,
                     table: &mut $self.v4,
+                    fam: 0,
                 };
                 $body
             }
@@ -1087,6 +1493,7 @@ macro_rules! with_flows {
                 let mut $f = Flows {
                     core: &mut $self.core,
                     table: &mut $self.v6,
+                    fam: 1,
                 };
                 $body
             }
@@ -1120,6 +1527,7 @@ impl Director {
                 ftp_services: 0,
                 fwmark_services: [0, 0],
                 port_zero_services: 0,
+                sync: None,
             },
             v4: ConnTable::new(cfg.conn_capacity, cfg.hash_key),
             v6: ConnTable::new(cfg.conn_capacity, k6),
@@ -1165,6 +1573,7 @@ impl Director {
             Flows {
                 core: &mut self.core,
                 table: &mut self.v4,
+                fam: 0,
             }
             .expire(id, d);
         }
@@ -1173,6 +1582,7 @@ impl Director {
             Flows {
                 core: &mut self.core,
                 table: &mut self.v6,
+                fam: 1,
             }
             .expire(id, d);
         }
@@ -1590,6 +2000,7 @@ impl Director {
         let id = match from_trash {
             Some(pos) => {
                 let id = self.core.trash.remove(pos);
+                self.core.info[id.index()].placeholder = false;
                 if self.core.trash.is_empty() {
                     self.core.trash_timer = None;
                 }
@@ -1614,6 +2025,7 @@ impl Director {
                     persistent: 0,
                     stats: Stats::default(),
                     idle_since: None,
+                    placeholder: false,
                 });
                 id
             }
@@ -1690,6 +2102,72 @@ impl Director {
     /// Changes the sysctls.
     pub fn set_sysctls(&mut self, s: Sysctls) {
         self.core.sysctls = s;
+    }
+
+    // ---- connection synchronisation ------------------------------------------
+
+    /// Turns master-side sync on (or off with `None`): from now on client
+    /// packets queue the records the kernel's sync rules call for
+    /// ([`Director::drain_sync_updates`]). Entries that exist already start
+    /// their packet counts at zero.
+    pub fn set_sync_master(&mut self, settings: Option<SyncSettings>) {
+        self.core.sync = settings.map(|settings| {
+            Box::new(SyncTrack {
+                settings,
+                marks: [Vec::new(), Vec::new()],
+                out: Vec::new(),
+                dropped: 0,
+            })
+        });
+    }
+
+    /// The master-side sync settings in force.
+    pub fn sync_master(&self) -> Option<SyncSettings> {
+        self.core.sync.as_ref().map(|t| t.settings)
+    }
+
+    /// Moves the queued sync records into `out` (in the order they arose).
+    pub fn drain_sync_updates(&mut self, out: &mut Vec<SyncConn>) {
+        if let Some(t) = self.core.sync.as_deref_mut() {
+            out.append(&mut t.out);
+        }
+    }
+
+    /// Sync records dropped because the queue was full.
+    pub fn sync_updates_dropped(&self) -> u64 {
+        self.core.sync.as_ref().map_or(0, |t| t.dropped)
+    }
+
+    /// Every connection and template as sync records, templates first (for
+    /// a full-table transfer to a returning director, which the kernel
+    /// protocol lacks).
+    pub fn sync_snapshot(&self) -> Vec<SyncConn> {
+        let mut v: Vec<(bool, u32, SyncConn)> = Vec::with_capacity(self.conn_count());
+        for id in self.v4.ids() {
+            let c = self.v4.get(id);
+            v.push((!c.is_template(), c.seq, sync_record(&self.core.status, c)));
+        }
+        for id in self.v6.ids() {
+            let c = self.v6.get(id);
+            v.push((!c.is_template(), c.seq, sync_record(&self.core.status, c)));
+        }
+        v.sort_by_key(|(conn, seq, _)| (*conn, *seq));
+        v.into_iter().map(|(_, _, r)| r).collect()
+    }
+
+    /// Installs a received sync record at `now` (the backup side): a new
+    /// entry, or the record's state, timeout and INACTIVE/sequence flags on
+    /// the existing one. An entry whose server is not configured here is
+    /// created unbound (forwarded to the record's server) and bound when
+    /// that server is added to the service.
+    pub fn sync_install(
+        &mut self,
+        rec: &SyncConn,
+        now_ms: u64,
+    ) -> Result<SyncInstalled, SyncRefused> {
+        self.advance(now_ms);
+        let family = Family::of(&rec.caddr);
+        with_flows!(self, family, |f| f.sync_install(rec, family))
     }
 
     // ---- views -------------------------------------------------------------

@@ -1,6 +1,8 @@
 //! The pure core of rvs: the IPVS object model, all fourteen IPVS schedulers,
 //! the connection table with the IPVS protocol state machines, persistence
-//! templates, statistics and the rate estimator.
+//! templates, statistics and the rate estimator; the VRRP state machine and
+//! the IPVS connection synchronisation logic that let a backup director take
+//! over without losing connections.
 //!
 //! Nothing here performs I/O, reads a clock or draws randomness: time is a
 //! parameter (milliseconds of a monotonic clock chosen by the caller) and
@@ -23,4 +25,6 @@ pub mod sched;
 pub mod sctp;
 pub mod state;
 pub mod stats;
+pub mod sync;
 pub mod timer;
+pub mod vrrp;

@@ -67,6 +67,16 @@ impl Protocol {
         }
     }
 
+    /// The protocol of an IANA number, if it is one of the three.
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
     /// The name ipvsadm prints (`TCP`, `UDP`, `SCTP`).
     pub fn name(self) -> &'static str {
         match self {
