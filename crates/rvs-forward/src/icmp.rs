@@ -1,0 +1,1 @@
+//! ICMP and ICMPv6 errors: matching the quoted header and building replies.

@@ -1,0 +1,1 @@
+//! Tunnel encapsulation (IPIP, GUE, GRE).
