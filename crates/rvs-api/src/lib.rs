@@ -52,7 +52,7 @@ use rvs_core::model::Timeouts;
 use rvs_ipvsadm::{Command, MethodChoice};
 use serde::{Deserialize, Serialize};
 
-pub use control::{Control, ControlError, DirectorControl};
+pub use control::{Control, ControlError, DirectorControl, HoldsDirector};
 pub use ids::{IdError, ServerId, ServiceId};
 pub use route::{ENDPOINTS, Endpoint, Method, Route, RouteError};
 pub use rvs_config::spec::{

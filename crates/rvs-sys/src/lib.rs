@@ -4,7 +4,7 @@
 //! - [`packet`]: AF_PACKET sockets with TPACKET_V3 receive and transmit
 //!   rings, fanout groups, batch receive and batch send;
 //! - [`iface`]: interface index, MAC address and MTU;
-//! - [`wait_readable`]: `poll(2)` on one descriptor with a timeout;
+//! - [`wait_readable`] and [`wait_any`]: `poll(2)` with a timeout;
 //! - [`netns`]: moving the calling thread into a named network namespace.
 //!
 //! The rest of the workspace denies `unsafe_code`; this crate is the one
@@ -26,15 +26,24 @@ use std::time::Duration;
 /// readable (or in error, which the next read reports), `Ok(false)` on
 /// timeout. An interrupted wait counts as a timeout (the caller loops).
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    wait_any(&[fd], timeout)
+}
+
+/// [`wait_readable`] on several descriptors: true when any is readable.
+pub fn wait_any(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<bool> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `pfd` is a valid pollfd for the duration of the call and the
-    // count passed is 1; `fd` is borrowed, so it stays open meanwhile.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the
+    // duration of the call; the descriptors are borrowed, so they stay
+    // open meanwhile.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
     if n < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
@@ -42,7 +51,7 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> 
         }
         return Err(e);
     }
-    Ok(n > 0 && pfd.revents != 0)
+    Ok(n > 0 && pfds.iter().any(|p| p.revents != 0))
 }
 
 /// Turns a `-1` return into the thread's `errno`.
