@@ -174,11 +174,39 @@ impl<A: Addr> Conn<A> {
 #[error("connection table full")]
 pub struct TableFull;
 
+/// The part of a NAT connection's tuple that the real server's replies
+/// carry (besides the real-server address, which is the destination's).
+#[derive(Hash)]
+struct ReplyKey<A> {
+    proto: u8,
+    caddr: A,
+    cport: u16,
+    dport: u16,
+}
+
+impl<A: Addr> Conn<A> {
+    /// NAT connections are also found by their replies (`ip_vs_conn_out_get`).
+    fn has_reply_key(&self) -> bool {
+        self.flags & (flags::TEMPLATE | flags::FWD_MASK) == flags::FWD_MASQ
+    }
+
+    fn reply_key(&self) -> ReplyKey<A> {
+        ReplyKey {
+            proto: self.proto,
+            caddr: self.caddr,
+            cport: self.cport,
+            dport: self.dport,
+        }
+    }
+}
+
 /// A bounded connection table for one address family.
 pub struct ConnTable<A: Addr> {
     slots: Vec<Conn<A>>,
     free: Vec<u32>,
     index: HashTable<u32>,
+    /// NAT connections by their reply tuple.
+    reply_index: HashTable<u32>,
     hasher: ahash::RandomState,
     timers: TimerWheel,
     capacity: usize,
@@ -203,6 +231,7 @@ impl<A: Addr> ConnTable<A> {
             slots: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
+            reply_index: HashTable::new(),
             hasher: ahash::RandomState::with_seeds(
                 hash_key[0],
                 hash_key[1],
@@ -250,6 +279,36 @@ impl<A: Addr> ConnTable<A> {
             .copied()
     }
 
+    /// Finds the NAT connection whose real server replies from port `dport`
+    /// to `caddr:cport` (protocol `proto`); `is_server` checks the
+    /// real-server address, which the table does not store.
+    pub fn lookup_reply(
+        &self,
+        proto: u8,
+        caddr: A,
+        cport: u16,
+        dport: u16,
+        is_server: impl Fn(&Conn<A>) -> bool,
+    ) -> Option<u32> {
+        let key = ReplyKey {
+            proto,
+            caddr,
+            cport,
+            dport,
+        };
+        let h = self.hasher.hash_one(&key);
+        self.reply_index
+            .find(h, |&i| {
+                let c = &self.slots[i as usize];
+                c.proto == proto
+                    && c.caddr == caddr
+                    && c.cport == cport
+                    && c.dport == dport
+                    && is_server(c)
+            })
+            .copied()
+    }
+
     /// Inserts an entry (its timer is not armed). Fails, changing nothing,
     /// when the table is full. The caller makes sure the key is not present.
     pub fn insert(&mut self, conn: Conn<A>) -> Result<u32, TableFull> {
@@ -277,12 +336,25 @@ impl<A: Addr> ConnTable<A> {
         let slots = &self.slots;
         self.index
             .insert_unique(h, id, |&i| hasher.hash_one(slots[i as usize].key()));
+        let c = &self.slots[id as usize];
+        if c.has_reply_key() {
+            let h = self.hasher.hash_one(c.reply_key());
+            self.reply_index
+                .insert_unique(h, id, |&i| hasher.hash_one(slots[i as usize].reply_key()));
+        }
     }
 
     fn hash_out(&mut self, id: u32) {
         let h = self.hasher.hash_one(self.slots[id as usize].key());
         if let Ok(e) = self.index.find_entry(h, |&i| i == id) {
             e.remove();
+        }
+        let c = &self.slots[id as usize];
+        if c.has_reply_key() {
+            let h = self.hasher.hash_one(c.reply_key());
+            if let Ok(e) = self.reply_index.find_entry(h, |&i| i == id) {
+                e.remove();
+            }
         }
     }
 
@@ -361,6 +433,7 @@ impl<A: Addr> ConnTable<A> {
             // as removals leave tombstones), a u32 and a control byte per
             // bucket, and a trailing group of control bytes.
             + self.index.allocation_size()
+            + self.reply_index.allocation_size()
             + self.timers.memory_bytes()
     }
 }

@@ -123,6 +123,25 @@ pub struct Forwarding {
     pub new_conn: bool,
 }
 
+/// The addresses and ports of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTuple {
+    /// Transport protocol.
+    pub proto: Protocol,
+    /// Client address.
+    pub caddr: IpAddr,
+    /// Client port.
+    pub cport: u16,
+    /// Virtual address.
+    pub vaddr: IpAddr,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real-server address.
+    pub daddr: IpAddr,
+    /// Real-server port.
+    pub dport: u16,
+}
+
 /// Why a packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -1228,6 +1247,79 @@ impl Director {
             Family::V6 => find(&self.v6, proto, client, vip),
         }?;
         Some(ConnRef { family, id })
+    }
+
+    /// Finds the NAT connection a reply from a real server belongs to: the
+    /// reply's source is `server` (real-server address and port), its
+    /// destination `client` (`ip_vs_conn_out_get`). Only NAT connections
+    /// are found, as only they see replies.
+    pub fn lookup_reply(
+        &self,
+        proto: Protocol,
+        server: (IpAddr, u16),
+        client: (IpAddr, u16),
+    ) -> Option<ConnRef> {
+        fn find<A: Addr>(
+            t: &ConnTable<A>,
+            status: &[DestStatus],
+            proto: Protocol,
+            server: (IpAddr, u16),
+            client: (IpAddr, u16),
+        ) -> Option<u32> {
+            t.lookup_reply(
+                proto.number(),
+                A::from_ip(client.0)?,
+                client.1,
+                server.1,
+                |c| status[c.dest.index()].addr == server.0,
+            )
+        }
+        let family = Family::of(&client.0);
+        let status = &self.core.status;
+        let id = match family {
+            Family::V4 => find(&self.v4, status, proto, server, client),
+            Family::V6 => find(&self.v6, status, proto, server, client),
+        }?;
+        Some(ConnRef { family, id })
+    }
+
+    /// The tuple of a live connection (templates included; their protocol
+    /// is reported as the service's, or TCP for fwmark templates).
+    pub fn conn_tuple(&self, conn: ConnRef) -> Option<ConnTuple> {
+        fn tuple<A: Addr>(t: &ConnTable<A>, status: &[DestStatus], id: u32) -> Option<ConnTuple> {
+            if !t.is_live(id) {
+                return None;
+            }
+            let c = t.get(id);
+            let proto = match c.proto {
+                17 => Protocol::Udp,
+                132 => Protocol::Sctp,
+                _ => Protocol::Tcp,
+            };
+            Some(ConnTuple {
+                proto,
+                caddr: c.caddr.to_ip(),
+                cport: c.cport,
+                vaddr: c.vaddr.to_ip(),
+                vport: c.vport,
+                daddr: status[c.dest.index()].addr,
+                dport: c.dport,
+            })
+        }
+        match conn.family {
+            Family::V4 => tuple(&self.v4, &self.core.status, conn.id),
+            Family::V6 => tuple(&self.v6, &self.core.status, conn.id),
+        }
+    }
+
+    /// Whether `addr` is the virtual address of a TCP, UDP or SCTP service
+    /// (fwmark services have no address of their own). A scan of the
+    /// services: for rare packets (fragments), not for every packet.
+    pub fn is_virtual_address(&self, addr: IpAddr) -> bool {
+        self.core
+            .by_key
+            .keys()
+            .any(|k| matches!(k, ServiceKey::Addr { addr: a, .. } if *a == addr))
     }
 
     /// The forwarding method a connection was created with.

@@ -1708,3 +1708,119 @@ fn syn_retransmission_stays_on_its_conn_and_close_state_is_reused() {
     let s = dest_snap(&d, &k, "192.0.2.11");
     assert_eq!((s.active, s.inactive, s.stats.conns), (1, 0, 2));
 }
+
+// ---- reply lookup (NAT data plane) --------------------------------------------
+
+#[test]
+fn lookup_reply_finds_masq_connections_by_their_reply_tuple() {
+    let mut d = director();
+    d.add_service(ServiceConfig::new(tcp_key(80))).unwrap();
+    d.add_dest(&tcp_key(80), dest("192.0.2.11", 8080, Forward::Masq, 1))
+        .unwrap();
+    let f = fwd(d.inbound(&tcp("198.51.100.7", 40000, 80, TcpFlags::SYN), 0));
+    let server = (ip("192.0.2.11"), 8080);
+    let client = (ip("198.51.100.7"), 40000);
+    assert_eq!(d.lookup_reply(Protocol::Tcp, server, client), Some(f.conn));
+    // Each part of the tuple matters.
+    assert_eq!(
+        d.lookup_reply(Protocol::Tcp, (ip("192.0.2.12"), 8080), client),
+        None
+    );
+    assert_eq!(
+        d.lookup_reply(Protocol::Tcp, (ip("192.0.2.11"), 80), client),
+        None
+    );
+    assert_eq!(
+        d.lookup_reply(Protocol::Tcp, server, (ip("198.51.100.7"), 40001)),
+        None
+    );
+    assert_eq!(d.lookup_reply(Protocol::Udp, server, client), None);
+    let t = d.conn_tuple(f.conn).unwrap();
+    assert_eq!(
+        (
+            t.proto, t.caddr, t.cport, t.vaddr, t.vport, t.daddr, t.dport
+        ),
+        (
+            Protocol::Tcp,
+            client.0,
+            40000,
+            ip(VIP),
+            80,
+            ip("192.0.2.11"),
+            8080
+        )
+    );
+    // Gone with the connection (SYN only: NONE→SYN_RECV, 60 s).
+    d.advance(61_000);
+    assert_eq!(d.lookup_reply(Protocol::Tcp, server, client), None);
+    assert_eq!(d.conn_tuple(f.conn), None);
+}
+
+#[test]
+fn lookup_reply_ignores_route_and_tunnel_connections_and_templates() {
+    let mut d = director();
+    d.add_service(persistent(tcp_key(80), 300)).unwrap();
+    d.add_dest(&tcp_key(80), dest("192.0.2.11", 80, Forward::Route, 1))
+        .unwrap();
+    let f = fwd(d.inbound(&tcp("198.51.100.7", 40000, 80, TcpFlags::SYN), 0));
+    assert_eq!(f.method, Forward::Route);
+    assert_eq!(
+        d.lookup_reply(
+            Protocol::Tcp,
+            (ip("192.0.2.11"), 80),
+            (ip("198.51.100.7"), 40000)
+        ),
+        None
+    );
+    let mut d = director();
+    d.add_service(ServiceConfig::new(tcp_key(80))).unwrap();
+    d.add_dest(
+        &tcp_key(80),
+        dest("192.0.2.11", 80, Forward::Tunnel(Tunnel::default()), 1),
+    )
+    .unwrap();
+    fwd(d.inbound(&tcp("198.51.100.7", 40000, 80, TcpFlags::SYN), 0));
+    assert_eq!(
+        d.lookup_reply(
+            Protocol::Tcp,
+            (ip("192.0.2.11"), 80),
+            (ip("198.51.100.7"), 40000)
+        ),
+        None
+    );
+}
+
+#[test]
+fn lookup_reply_ipv6() {
+    let mut d = director();
+    let k = ServiceKey::Addr {
+        proto: Protocol::Udp,
+        addr: ip("2001:db8::10"),
+        port: 53,
+    };
+    d.add_service(ServiceConfig::new(k)).unwrap();
+    d.add_dest(&k, dest("2001:db8:1::11", 5353, Forward::Masq, 1))
+        .unwrap();
+    let mut p = udp("2001:db8:2::7", 5000, 53);
+    p.dst = ip("2001:db8::10");
+    let f = fwd(d.inbound(&p, 0));
+    assert_eq!(
+        d.lookup_reply(
+            Protocol::Udp,
+            (ip("2001:db8:1::11"), 5353),
+            (ip("2001:db8:2::7"), 5000)
+        ),
+        Some(f.conn)
+    );
+}
+
+#[test]
+fn is_virtual_address_knows_service_addresses_only() {
+    let mut d = director();
+    assert!(!d.is_virtual_address(ip(VIP)));
+    d.add_service(ServiceConfig::new(udp_key(53))).unwrap();
+    assert!(d.is_virtual_address(ip(VIP)));
+    assert!(!d.is_virtual_address(ip("192.0.2.11")));
+    d.del_service(&udp_key(53)).unwrap();
+    assert!(!d.is_virtual_address(ip(VIP)));
+}
