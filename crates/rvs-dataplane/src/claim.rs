@@ -290,3 +290,71 @@ table inet rvs_a_b_c {\n\
         assert!(!script("rvs_x", &spec).contains("drop"));
     }
 }
+
+/// A [`Claim`] owned by a thread of its own, started in the namespace the
+/// data plane runs in: every `nft` command runs there, whichever thread
+/// asks for the update (a caller on a thread of another namespace cannot
+/// touch that namespace's tables). Dropping it deletes the table and joins
+/// the thread.
+#[derive(Debug)]
+pub struct ClaimKeeper {
+    tx: Option<std::sync::mpsc::Sender<(ClaimSpec, std::sync::mpsc::SyncSender<io::Result<()>>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ClaimKeeper {
+    /// Creates the table for `spec` from a new thread (which inherits the
+    /// calling thread's namespace) and keeps it there.
+    pub fn start(instance: &str, spec: ClaimSpec) -> io::Result<ClaimKeeper> {
+        let (tx, rx) =
+            std::sync::mpsc::channel::<(ClaimSpec, std::sync::mpsc::SyncSender<io::Result<()>>)>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let instance = instance.to_string();
+        let thread = std::thread::Builder::new()
+            .name("rvs-claim".into())
+            .spawn(move || {
+                let mut claim = match Claim::create(&instance, spec) {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for (spec, reply) in rx {
+                    let _ = reply.send(claim.update(spec));
+                }
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("the claim thread died"))??;
+        Ok(ClaimKeeper {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Rewrites the table for `spec`.
+    pub fn update(&self, spec: ClaimSpec) -> io::Result<()> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("claim released"))?
+            .send((spec, reply))
+            .map_err(|_| io::Error::other("the claim thread died"))?;
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("the claim thread died"))?
+    }
+}
+
+impl Drop for ClaimKeeper {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

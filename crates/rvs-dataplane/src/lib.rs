@@ -64,7 +64,7 @@ use rvs_forward::{Forwarder, ForwarderConfig, RxMeta, Verdict};
 use rvs_ipvsadm::Command;
 use rvs_sys::packet::{FanoutMode, PacketSocket, RingConfig};
 
-use crate::claim::{Claim, ClaimSpec};
+use crate::claim::{ClaimKeeper, ClaimSpec};
 use crate::neigh::{NeighbourTable, Port};
 
 /// Milliseconds on the data plane's clock (monotonic, from first use).
@@ -161,7 +161,7 @@ pub struct DataplaneCounters {
 struct Inner {
     control: DirectorControl<Shard>,
     neigh: NeighbourTable,
-    claim: Mutex<Option<Claim>>,
+    claim: Mutex<Option<ClaimKeeper>>,
     interfaces: Vec<String>,
     io: IoCounters,
     stop: AtomicBool,
@@ -215,7 +215,7 @@ impl Dataplane {
             sockets.push(mine);
         }
         let claim = if cfg.claim {
-            Some(Claim::create(
+            Some(ClaimKeeper::start(
                 &cfg.instance,
                 ClaimSpec {
                     interfaces: cfg.interfaces.clone(),
@@ -351,8 +351,8 @@ impl Dataplane {
                 self.inner.neigh.want(d.addr);
             }
         }
-        let mut claim = self.inner.claim.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = claim.as_mut() {
+        let claim = self.inner.claim.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = claim.as_ref() {
             let spec = ClaimSpec::for_rules(
                 &self.inner.interfaces,
                 rules.iter().map(|(s, d)| (s, &d[..])),
