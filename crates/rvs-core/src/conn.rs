@@ -290,6 +290,9 @@ impl<A: Addr> ConnTable<A> {
         dport: u16,
         is_server: impl Fn(&Conn<A>) -> bool,
     ) -> Option<u32> {
+        if self.reply_index.is_empty() {
+            return None;
+        }
         let key = ReplyKey {
             proto,
             caddr,

@@ -41,6 +41,47 @@
 //! is overwhelmingly unfragmented TCP. Operators who need fragmented UDP
 //! should keep the kernel's own IPVS for that service.
 //!
+//! # Choices where IPVS leaves the userspace port to decide
+//! - **TTL / hop limit** are decremented on every forwarded packet, DR
+//!   included (the kernel does so since 4.17); a packet that would leave
+//!   with 0 is answered with ICMP time exceeded ([`DropReason::TtlExceeded`]).
+//! - **MTU**: a packet bigger than the route's MTU (less the tunnel
+//!   overhead) is answered with fragmentation needed (IPv4 with DF) or packet
+//!   too big (IPv6) from the address it was sent to, quoting as much as fits
+//!   in 576 / 1280 bytes. Packets without DF, and every too-big packet when
+//!   `pmtu_disc` is off, are dropped: this forwarder does not fragment (the
+//!   kernel would). The I/O layer must turn GSO/TSO/GRO off (or segment):
+//!   a GSO super-frame is just a too-big packet here.
+//! - **Partial checksums** (`TP_STATUS_CSUMNOTREADY`): the TCP/UDP checksum
+//!   (SCTP's CRC32c) is computed in full on the output instead of being
+//!   updated incrementally.
+//! - **TUN outer headers**: TOS / traffic class (ECN included) and TTL are
+//!   copied from the inner header, DF from an inner IPv4 header; the IPv4
+//!   identification is 0 with DF and a per-forwarder counter without; the
+//!   IPv6 flow label is 0. GUE's source port is a hash of the inner flow over
+//!   [`ForwarderConfig::gue_src_ports`]. `--tun-remcsum` sends no remote
+//!   checksum option: the inner checksum is always complete when it leaves
+//!   (as the kernel does for packets that are not CHECKSUM_PARTIAL).
+//! - **ICMP errors** matched to a connection follow it (NAT: translated, all
+//!   checksums fixed; DR/TUN: forwarded or encapsulated as they are). They
+//!   do not change the connection's state or timer, nor its statistics.
+//!   Errors matching nothing, and informational ICMP, are the host's
+//!   ([`Verdict::Pass`]).
+//! - **Replies** are looked up first (NAT only: the director's reply index),
+//!   then the packet goes to [`rvs_core::director::Director::inbound`]. With
+//!   several workers, NAT needs both directions of a connection on one
+//!   worker (a fanout hash over the client's address and port, or one
+//!   worker): each forwarder's director is its own connection shard.
+//! - **Service with no real server**: ICMP port unreachable back to the
+//!   client ([`ForwarderConfig::icmp_unreachable`]), as `ip_vs_leave` does.
+//! - **Missing neighbour**: the packet is dropped with
+//!   [`Verdict::NeedNeighbour`]; the connection it created stays, so the
+//!   client's retransmission goes through once the I/O layer has resolved
+//!   the address.
+//! - Local-method servers are left to the host; proxy-method servers are
+//!   the userspace proxy's business ([`DropReason::UnsupportedMethod`]).
+//! - VLAN-tagged and non-IP frames are the host's.
+//!
 //! # Panics
 //! None: every header access is bounds checked; malformed frames are
 //! dropped and counted.
