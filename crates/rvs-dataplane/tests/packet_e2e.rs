@@ -22,6 +22,7 @@ fn cmd(line: &str) -> rvs_ipvsadm::Command {
 struct Setup {
     // Drop order: data plane, backends, then the namespaces.
     dp: Dataplane,
+    decaps: Vec<rvs_testkit::Decapsulator>,
     _backends: Vec<Backend>,
     t: Topology,
 }
@@ -33,6 +34,14 @@ impl Drop for Setup {
 }
 
 fn setup(tag: &str, rules: &[&str]) -> Setup {
+    setup_with(tag, rules, |_| Vec::new())
+}
+
+fn setup_with(
+    tag: &str,
+    rules: &[&str],
+    extra: impl FnOnce(&Topology) -> Vec<rvs_testkit::Decapsulator>,
+) -> Setup {
     assert!(
         rvs_testkit::have("ethtool"),
         "ethtool is needed (apt-get install ethtool)"
@@ -55,6 +64,7 @@ fn setup(tag: &str, rules: &[&str]) -> Setup {
             Backend::start(&rs.ns, &format!("rs{i}"), "0.0.0.0:80".parse().unwrap()).unwrap()
         })
         .collect();
+    let decaps = extra(&t);
     let instance = format!("{tag}{}", std::process::id());
     let dp = t
         .director
@@ -85,6 +95,7 @@ fn setup(tag: &str, rules: &[&str]) -> Setup {
     );
     Setup {
         dp,
+        decaps,
         _backends: backends,
         t,
     }
@@ -172,4 +183,39 @@ fn nat_round_robin_replies_come_back_from_the_vip() {
     );
     let conns = s.dp.connections();
     assert!(!conns.is_empty());
+}
+
+#[test]
+fn tunnel_round_robin_through_userspace_decapsulators() {
+    if !root_or_skip("packet TUN") {
+        return;
+    }
+    let mut s = setup_with(
+        "tun",
+        &[
+            "-A -t 203.0.113.10:80 -s rr",
+            "-a -t 203.0.113.10:80 -r 192.0.2.21 -i",
+            "-a -t 203.0.113.10:80 -r 192.0.2.22 -i",
+        ],
+        |t| {
+            t.servers
+                .iter()
+                .map(|rs| rvs_testkit::Decapsulator::start(&rs.ns, "eth0", Vec::new()).unwrap())
+                .collect()
+        },
+    );
+    let answers = requests(&s, 80, 6);
+    check_rr(&answers);
+    let c = s.dp.counters();
+    assert!(c.forward.forwarded_in >= 6 * 3, "{c:?}");
+    assert_eq!(
+        c.forward.forwarded_out, 0,
+        "TUN replies bypass the director: {c:?}"
+    );
+    for d in std::mem::take(&mut s.decaps) {
+        assert!(
+            d.stop().unwrap() >= 3 * 3,
+            "each server decapsulated its share"
+        );
+    }
 }

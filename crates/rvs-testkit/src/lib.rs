@@ -507,3 +507,99 @@ pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> io::Result<S
 pub fn vip(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(VIP), port)
 }
+
+/// A userspace LVS-TUN decapsulator for a real server (this kernel has no
+/// tunnel drivers): an AF_PACKET socket on the server's interface takes
+/// every tunnelled packet addressed to it (IPIP, GUE on `gue_ports`, GRE),
+/// and hands the inner packet to the server's own stack by sending it as
+/// a frame on `lo`, where it arrives as if received. Stopped and joined on
+/// drop. The server's kernel still sees the outer packet and answers it
+/// with an ICMP protocol unreachable, which the director ignores.
+#[derive(Debug)]
+pub struct Decapsulator {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<io::Result<u64>>>>,
+}
+
+impl Decapsulator {
+    /// Starts decapsulating what arrives on `dev` inside `ns`.
+    pub fn start(ns: &Netns, dev: &str, gue_ports: Vec<u16>) -> io::Result<Decapsulator> {
+        use rvs_sys::packet::{PacketSocket, RingConfig};
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let dev = dev.to_string();
+        let thread = ns.thread(move || -> io::Result<u64> {
+            let open = || -> io::Result<(PacketSocket, PacketSocket)> {
+                let cfg = RingConfig::default();
+                let rx = PacketSocket::open(rvs_sys::iface::index(&dev)?, &cfg)?;
+                let lo = PacketSocket::open(rvs_sys::iface::index("lo")?, &cfg)?;
+                Ok((rx, lo))
+            };
+            let (mut rx, mut lo) = match open() {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(0);
+                }
+            };
+            let mut n = 0u64;
+            let mut frame = Vec::with_capacity(2048);
+            while !st.load(Ordering::Relaxed) {
+                use std::os::fd::AsFd;
+                rvs_sys::wait_readable(rx.as_fd(), Duration::from_millis(20))?;
+                while let Some(mut b) = rx.rx().next_block() {
+                    while let Some((data, _)) = b.next() {
+                        let Ok(d) = rvs_forward::decapsulate_frame(data, &gue_ports) else {
+                            continue;
+                        };
+                        let inner = &data[d.inner.clone()];
+                        let ethertype: [u8; 2] = match inner.first().map(|b| b >> 4) {
+                            Some(4) => [0x08, 0x00],
+                            Some(6) => [0x86, 0xdd],
+                            _ => continue,
+                        };
+                        frame.clear();
+                        frame.extend_from_slice(&[0; 12]);
+                        frame.extend_from_slice(&ethertype);
+                        frame.extend_from_slice(inner);
+                        if lo.tx().push(&frame) {
+                            n += 1;
+                        }
+                    }
+                }
+                lo.tx().flush()?;
+            }
+            Ok(n)
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(Decapsulator {
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::other("decapsulator did not start")),
+        }
+    }
+
+    /// Stops it; how many packets it decapsulated.
+    pub fn stop(mut self) -> io::Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r?,
+            _ => Err(io::Error::other("decapsulator thread panicked")),
+        }
+    }
+}
+
+impl Drop for Decapsulator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
