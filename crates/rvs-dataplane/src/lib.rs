@@ -521,3 +521,37 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Command {
+        rvs_ipvsadm::parse_args(&line.split_whitespace().collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn the_proxy_method_and_non_rule_commands_are_refused() {
+        let mut c = cmd("-a -t 203.0.113.10:80 -r 192.0.2.21");
+        if let Command::AddDest { dest, .. } = &mut c {
+            dest.forward = Forward::Proxy;
+        }
+        let e = refuse_unsupported(&c).unwrap_err();
+        assert_eq!(e.status, 422);
+        assert!(e.message.contains("proxy data plane"), "{}", e.message);
+        assert_eq!(refuse_unsupported(&cmd("-Ln")).unwrap_err().status, 400);
+        for ok in [
+            "-A -f 7 -s rr",
+            "-A --sctp-service 203.0.113.10:80",
+            "-a -t 203.0.113.10:80 -r 192.0.2.21 -i",
+            "-a -t 203.0.113.10:80 -r 192.0.2.21:8080 -m",
+        ] {
+            assert!(refuse_unsupported(&cmd(ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn fanout_groups_differ_per_interface() {
+        assert_ne!(fanout_group(2), fanout_group(3));
+    }
+}
