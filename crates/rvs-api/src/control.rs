@@ -31,18 +31,33 @@ pub trait Control: Send + Sync + 'static {
     fn timeouts(&self) -> Timeouts;
 }
 
+/// What a [`DirectorControl`] controls: a director, or a data plane's
+/// state that owns one (a packet forwarder's connection shard).
+pub trait HoldsDirector: Send + 'static {
+    /// The director.
+    fn director_mut(&mut self) -> &mut Director;
+}
+
+impl HoldsDirector for Director {
+    fn director_mut(&mut self) -> &mut Director {
+        self
+    }
+}
+
 /// [`Control`] over one director behind a mutex: the reference
-/// implementation, and what a single-table data plane needs.
+/// implementation, and what a single-table data plane needs (it holds its
+/// whole state, `H`, in the mutex and reaches it with
+/// [`DirectorControl::with_holder`]).
 #[derive(Debug)]
-pub struct DirectorControl {
-    director: Mutex<Director>,
+pub struct DirectorControl<H = Director> {
+    director: Mutex<H>,
     clock: fn() -> u64,
 }
 
-impl DirectorControl {
+impl<H: HoldsDirector> DirectorControl<H> {
     /// Wraps a director; `clock` gives the current time in milliseconds on
     /// the director's clock (listings advance the director to it first).
-    pub fn new(director: Director, clock: fn() -> u64) -> Self {
+    pub fn new(director: H, clock: fn() -> u64) -> Self {
         DirectorControl {
             director: Mutex::new(director),
             clock,
@@ -51,9 +66,19 @@ impl DirectorControl {
 
     /// Runs `f` on the director, advanced to now.
     pub fn with<R>(&self, f: impl FnOnce(&mut Director) -> R) -> R {
-        let mut d = self.director.lock().unwrap_or_else(|p| p.into_inner());
-        d.advance((self.clock)());
-        f(&mut d)
+        self.with_holder(|h| f(h.director_mut()))
+    }
+
+    /// Runs `f` on the whole state, its director advanced to now.
+    pub fn with_holder<R>(&self, f: impl FnOnce(&mut H) -> R) -> R {
+        let mut h = self.lock();
+        h.director_mut().advance((self.clock)());
+        f(&mut h)
+    }
+
+    /// The state, as it is (the data path, which keeps its own time).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, H> {
+        self.director.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -74,7 +99,7 @@ fn refused(e: rvs_ipvsadm::director::ApplyError, cmd: Option<&Command>) -> Contr
     }
 }
 
-impl Control for DirectorControl {
+impl<H: HoldsDirector> Control for DirectorControl<H> {
     fn apply(&self, cmds: &[Command]) -> Result<(), ControlError> {
         if let Some(c) = cmds.iter().find(|c| !c.is_rule()) {
             return Err(refused(

@@ -52,7 +52,7 @@ use rvs_core::model::Timeouts;
 use rvs_ipvsadm::{Command, MethodChoice};
 use serde::{Deserialize, Serialize};
 
-pub use control::{Control, ControlError, DirectorControl};
+pub use control::{Control, ControlError, DirectorControl, HoldsDirector};
 pub use ids::{IdError, ServerId, ServiceId};
 pub use route::{ENDPOINTS, Endpoint, Method, Route, RouteError};
 pub use rvs_config::spec::{
@@ -171,6 +171,12 @@ pub enum BatchOp {
         service: ServiceId,
         /// The server.
         server: ServerSpec,
+        /// The command named no forwarding method: `server` says masq with
+        /// the port written, and the daemon's data plane applies its own
+        /// default (masq on the proxy, `-g` on the packet data plane, as
+        /// ipvsadm).
+        #[serde(default, skip_serializing_if = "is_false")]
+        default_method: bool,
     },
     /// `-e`.
     EditServer {
@@ -178,6 +184,12 @@ pub enum BatchOp {
         service: ServiceId,
         /// The server.
         server: ServerSpec,
+        /// The command named no forwarding method: `server` says masq with
+        /// the port written, and the daemon's data plane applies its own
+        /// default (masq on the proxy, `-g` on the packet data plane, as
+        /// ipvsadm).
+        #[serde(default, skip_serializing_if = "is_false")]
+        default_method: bool,
     },
     /// `-d`.
     DeleteServer {
@@ -240,16 +252,30 @@ impl BatchOp {
             }
             BatchOp::DeleteService { service } => vec![Command::DeleteService(service.0)],
             BatchOp::Clear {} => vec![Command::Clear],
-            BatchOp::AddServer { service, server } => vec![Command::AddDest {
-                service: service.0,
-                dest: server.to_core(&service.0).map_err(at("server"))?,
-                method: MethodChoice::Named,
-            }],
-            BatchOp::EditServer { service, server } => vec![Command::EditDest {
-                service: service.0,
-                dest: server.to_core(&service.0).map_err(at("server"))?,
-                method: MethodChoice::Named,
-            }],
+            BatchOp::AddServer {
+                service,
+                server,
+                default_method,
+            } => {
+                let dest = server.to_core(&service.0).map_err(at("server"))?;
+                vec![Command::AddDest {
+                    service: service.0,
+                    dest,
+                    method: method_choice(*default_method, dest.port),
+                }]
+            }
+            BatchOp::EditServer {
+                service,
+                server,
+                default_method,
+            } => {
+                let dest = server.to_core(&service.0).map_err(at("server"))?;
+                vec![Command::EditDest {
+                    service: service.0,
+                    dest,
+                    method: method_choice(*default_method, dest.port),
+                }]
+            }
             BatchOp::DeleteServer { service, server } => vec![Command::DeleteDest {
                 service: service.0,
                 addr: server.addr,
@@ -264,11 +290,22 @@ impl BatchOp {
     /// commands that change no rule (`-L`, `-S`, ...). This is how `rvsadm`
     /// sends ipvsadm syntax to the daemon.
     ///
-    /// A server spec always has a method (masq when omitted), so a server
-    /// whose command named none is sent as masq with the port written
-    /// with `-r`: rvsd's data plane is the proxy, where ipvsadm's default
-    /// `-g` means nothing.
+    /// A server spec always has a method, so a server whose command named
+    /// none is sent as masq with the port written with `-r`, marked
+    /// `default_method`: the daemon's data plane then applies its default
+    /// (masq on the proxy, where ipvsadm's `-g` means nothing; `-g` on the
+    /// packet data plane).
     pub fn from_command(cmd: &Command) -> Option<BatchOp> {
+        let omitted = matches!(
+            cmd,
+            Command::AddDest {
+                method: MethodChoice::Omitted { .. },
+                ..
+            } | Command::EditDest {
+                method: MethodChoice::Omitted { .. },
+                ..
+            }
+        );
         let cmd = &rvs_ipvsadm::with_default_method(cmd.clone(), Forward::Masq);
         Some(match cmd {
             Command::AddService(s) => BatchOp::AddService {
@@ -284,10 +321,12 @@ impl BatchOp {
             Command::AddDest { service, dest, .. } => BatchOp::AddServer {
                 service: ServiceId(*service),
                 server: ServerSpec::from_core(dest),
+                default_method: omitted,
             },
             Command::EditDest { service, dest, .. } => BatchOp::EditServer {
                 service: ServiceId(*service),
                 server: ServerSpec::from_core(dest),
+                default_method: omitted,
             },
             Command::DeleteDest {
                 service,
@@ -329,10 +368,12 @@ impl From<&rvs_config::Op> for BatchOp {
             Op::AddDest { service, dest } => BatchOp::AddServer {
                 service: ServiceId(*service),
                 server: ServerSpec::from_core(dest),
+                default_method: false,
             },
             Op::EditDest { service, dest } => BatchOp::EditServer {
                 service: ServiceId(*service),
                 server: ServerSpec::from_core(dest),
+                default_method: false,
             },
             Op::DeleteDest {
                 service,
@@ -346,5 +387,19 @@ impl From<&rvs_config::Op> for BatchOp {
                 },
             },
         }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// How a server's method reads back from the wire: named, or omitted with
+/// the port written (the data plane fills in its default).
+fn method_choice(default_method: bool, port: u16) -> MethodChoice {
+    if default_method {
+        MethodChoice::Omitted { port }
+    } else {
+        MethodChoice::Named
     }
 }

@@ -37,7 +37,8 @@ use toml::de::{DeTable, DeValue};
 
 pub use diff::{Op, diff};
 pub use settings::{
-    ControlSettings, DirectorSettings, MetricsSettings, ProxySettings, TimeoutSettings,
+    ControlSettings, DataplaneMode, DataplaneSettings, DirectorSettings, MetricsSettings,
+    ProxySettings, TimeoutSettings, check_interface_name,
 };
 pub use spec::{Path, PathSeg, ProxyProtocol, ServerSpec, ServiceSpec, SpecError};
 
@@ -58,6 +59,9 @@ pub struct ConfigFile {
     /// `[proxy]`: the userspace L4 proxy.
     #[serde(default)]
     pub proxy: ProxySettings,
+    /// `[dataplane]`: proxy or packet data plane.
+    #[serde(default)]
+    pub dataplane: DataplaneSettings,
     /// `[[service]]`: the virtual services and their servers.
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
@@ -85,6 +89,8 @@ pub struct Config {
     pub control: ControlSettings,
     /// `[proxy]`.
     pub proxy: ProxySettings,
+    /// `[dataplane]`.
+    pub dataplane: DataplaneSettings,
     /// The services in file order.
     pub services: Vec<Service>,
 }
@@ -127,6 +133,7 @@ impl Config {
             metrics: self.metrics.clone(),
             control: self.control.clone(),
             proxy: self.proxy.clone(),
+            dataplane: self.dataplane.clone(),
             services: self
                 .services
                 .iter()
@@ -235,6 +242,9 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
     if let Some((key, err)) = raw.proxy.check() {
         return Err(loc.at_path(&top.key("proxy").join(&key), err));
     }
+    if let Some((key, err)) = raw.dataplane.check() {
+        return Err(loc.at_path(&top.key("dataplane").join(&key), err));
+    }
     let mut services = Vec::with_capacity(raw.services.len());
     let mut seen: HashMap<ServiceKey, usize> = HashMap::new();
     for (i, spec) in raw.services.iter().enumerate() {
@@ -269,6 +279,7 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
         metrics: raw.metrics.clone(),
         control: raw.control.clone(),
         proxy: raw.proxy.clone(),
+        dataplane: raw.dataplane.clone(),
         services,
     })
 }

@@ -235,3 +235,65 @@ impl ProxySettings {
         None
     }
 }
+
+/// Which data plane runs the services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataplaneMode {
+    /// The userspace L4 proxy (default): masq and proxy servers, TCP and UDP.
+    #[default]
+    Proxy,
+    /// The packet data plane: masq, route and tunnel servers on raw frames.
+    Packet,
+}
+
+/// `[dataplane]`: which data plane runs the services, and the packet data
+/// plane's interfaces and workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneSettings {
+    /// `proxy` (default) or `packet`.
+    pub mode: DataplaneMode,
+    /// Interfaces of the packet data plane (required for `packet`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
+    /// Packet worker threads; 0 (the default) means one per CPU.
+    pub workers: usize,
+}
+
+impl DataplaneSettings {
+    /// The first rule broken, with the key at fault (relative to
+    /// `[dataplane]`).
+    pub fn check(&self) -> Option<(Path, String)> {
+        for (i, name) in self.interfaces.iter().enumerate() {
+            if let Err(m) = check_interface_name(name) {
+                return Some((Path::root().key("interfaces").index(i), m));
+            }
+        }
+        if self.mode == DataplaneMode::Packet && self.interfaces.is_empty() {
+            return Some((
+                Path::root().key("mode"),
+                "mode \"packet\" needs interfaces = [\"IF\", ...]".into(),
+            ));
+        }
+        None
+    }
+}
+
+/// Whether `name` can be a Linux interface name (1 to 15 bytes, no `/`,
+/// no whitespace, not `.` or `..`).
+pub fn check_interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(format!(
+            "{name:?} is not an interface name (1 to 15 bytes, no '/', ':' or spaces)"
+        ));
+    }
+    Ok(())
+}

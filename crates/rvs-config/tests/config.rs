@@ -452,3 +452,37 @@ fn columns_count_characters() {
     let text = "[[service]] # é\naddress = \"192.0.2.1:80\"\nscheduler = \"é\"\n";
     refused(text, 3, 13, "unknown scheduler `é'");
 }
+
+#[test]
+fn dataplane_table() {
+    use rvs_config::DataplaneMode;
+    let cfg = parse("", "t.toml").unwrap();
+    assert_eq!(cfg.dataplane.mode, DataplaneMode::Proxy);
+    assert!(cfg.dataplane.interfaces.is_empty());
+    assert_eq!(cfg.dataplane.workers, 0);
+    let cfg = parse(
+        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\", \"eth1\"]\nworkers = 2\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.dataplane.mode, DataplaneMode::Packet);
+    assert_eq!(cfg.dataplane.interfaces, ["eth0", "eth1"]);
+    assert_eq!(cfg.dataplane.workers, 2);
+    // Written back, it reads the same.
+    let again = parse(&toml::to_string(&cfg.to_file()).unwrap(), "t.toml").unwrap();
+    assert_eq!(again.dataplane, cfg.dataplane);
+    refused(
+        "[dataplane]\nmode = \"xdp\"\n",
+        2,
+        8,
+        "unknown variant `xdp`",
+    );
+    refused("[dataplane]\nmode = \"packet\"\n", 2, 8, "needs interfaces");
+    refused(
+        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\", \"a/b\"]\n",
+        3,
+        23,
+        "not an interface name",
+    );
+    refused("[dataplane]\nqueues = 2\n", 2, 1, "unknown field `queues`");
+}

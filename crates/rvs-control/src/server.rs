@@ -172,6 +172,7 @@ fn dispatch(ctl: &dyn Control, route: Route, raw: &[u8]) -> Result<Reply, Contro
             let cmds = BatchOp::AddServer {
                 service: id,
                 server,
+                default_method: false,
             }
             .to_commands()
             .map_err(spec_err)?;
@@ -193,6 +194,7 @@ fn dispatch(ctl: &dyn Control, route: Route, raw: &[u8]) -> Result<Reply, Contro
             let cmds = BatchOp::EditServer {
                 service: id,
                 server,
+                default_method: false,
             }
             .to_commands()
             .map_err(spec_err)?;

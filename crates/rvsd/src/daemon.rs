@@ -1,4 +1,4 @@
-//! The running daemon: engine, signals, reload, drain.
+//! The running daemon: data plane, signals, reload, drain.
 
 use std::hash::{BuildHasher, Hasher};
 use std::process::ExitCode;
@@ -58,6 +58,88 @@ pub fn engine_for(cfg: &rvs_config::Config) -> Engine {
     e
 }
 
+/// The data plane the daemon runs.
+#[derive(Debug, Clone)]
+pub enum Plane {
+    /// The userspace L4 proxy.
+    Proxy(Engine),
+    /// The packet data plane.
+    Packet(rvs_dataplane::Dataplane),
+}
+
+impl Plane {
+    fn control(&self) -> Arc<dyn rvs_api::Control> {
+        match self {
+            Plane::Proxy(e) => Arc::new(e.clone()),
+            Plane::Packet(d) => Arc::new(d.clone()),
+        }
+    }
+
+    fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        match self {
+            Plane::Proxy(e) => Box::new(crate::metrics::EngineCollector::new(e.clone())),
+            Plane::Packet(d) => Box::new(crate::metrics::PacketCollector::new(d.clone())),
+        }
+    }
+
+    fn load(
+        &self,
+        services: &[(
+            rvs_core::model::ServiceConfig,
+            Vec<rvs_core::model::DestConfig>,
+        )],
+    ) -> Result<(), rvs_api::ControlError> {
+        match self {
+            Plane::Proxy(e) => e.load(services),
+            Plane::Packet(d) => d.load(services),
+        }
+    }
+
+    fn rules(
+        &self,
+    ) -> Vec<(
+        rvs_core::model::ServiceConfig,
+        Vec<rvs_core::model::DestConfig>,
+    )> {
+        match self {
+            Plane::Proxy(e) => e.rules(),
+            Plane::Packet(d) => d.rules(),
+        }
+    }
+
+    fn apply_ops(&self, ops: &[rvs_config::Op]) -> Result<(), rvs_api::ControlError> {
+        match self {
+            Plane::Proxy(e) => e.apply_ops(ops),
+            Plane::Packet(d) => {
+                let cmds: Vec<_> = ops.iter().map(rvs_proxy::command_of).collect();
+                rvs_api::Control::apply(d, &cmds)
+            }
+        }
+    }
+}
+
+/// Starts the packet data plane for a loaded configuration.
+fn packet_plane(loaded: &crate::Loaded) -> Result<rvs_dataplane::Dataplane, String> {
+    let cfg = &loaded.config;
+    rvs_dataplane::Dataplane::start(rvs_dataplane::DataplaneConfig {
+        interfaces: loaded.dataplane.interfaces.clone(),
+        workers: loaded.dataplane.workers,
+        // One stable table name per namespace: a restart after a crash
+        // replaces the table the crashed run left.
+        instance: "rvsd".into(),
+        forwarder: rvs_forward::ForwarderConfig {
+            director: cfg.director_config(
+                [random_u64(), random_u64(), random_u64(), random_u64()],
+                random_u64(),
+            ),
+            ..rvs_forward::ForwarderConfig::default()
+        },
+        timeouts: cfg.timeouts(),
+        ..rvs_dataplane::DataplaneConfig::default()
+    })
+    .map_err(|e| format!("rvsd: packet data plane: {e}"))
+}
+
 pub fn run(args: Args) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,8 +172,28 @@ async fn async_run(args: Args) -> ExitCode {
             }
         }
     };
-    let engine = engine_for(&loaded.config);
-    if let Err(e) = engine.load(&loaded.services) {
+    let plane = match loaded.dataplane.mode {
+        rvs_config::DataplaneMode::Proxy => Plane::Proxy(engine_for(&loaded.config)),
+        rvs_config::DataplaneMode::Packet => match packet_plane(&loaded) {
+            Ok(d) => Plane::Packet(d),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    // Stops the packet data plane (and removes its nftables claim) on every
+    // way out of this function.
+    struct StopOnExit(Plane);
+    impl Drop for StopOnExit {
+        fn drop(&mut self) {
+            if let Plane::Packet(d) = &self.0 {
+                d.stop();
+            }
+        }
+    }
+    let _stop = StopOnExit(plane.clone());
+    if let Err(e) = plane.load(&loaded.services) {
         eprintln!("rvsd: {e}");
         return ExitCode::from(2);
     }
@@ -100,7 +202,7 @@ async fn async_run(args: Args) -> ExitCode {
         .clone()
         .map(std::path::PathBuf::from)
         .or_else(|| loaded.config.control.socket.clone());
-    let control_path = match start_control(Arc::new(engine.clone()), control_path.as_deref()) {
+    let control_path = match start_control(plane.control(), control_path.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("rvsd: {e}");
@@ -108,7 +210,7 @@ async fn async_run(args: Args) -> ExitCode {
         }
     };
     let metrics = match args.metrics_listen(&loaded.config.metrics) {
-        Some(listen) => match crate::metrics::start(engine.clone(), listen) {
+        Some(listen) => match crate::metrics::start(plane.collector(), listen) {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!("rvsd: {e}");
@@ -145,9 +247,18 @@ async fn async_run(args: Args) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&args, &engine),
+            _ = hup.recv() => reload(&args, &plane),
         }
     }
+    let engine = match &plane {
+        Plane::Proxy(e) => e,
+        Plane::Packet(_) => {
+            // Packets in flight are not drained: the claim goes with the
+            // data plane, and the kernel has the VIP traffic again.
+            tracing::info!("exiting");
+            return ExitCode::SUCCESS;
+        }
+    };
     engine.shutdown();
     tracing::info!(
         active = engine.active(),
@@ -165,7 +276,7 @@ async fn async_run(args: Args) -> ExitCode {
 /// SIGHUP: re-read the files and apply only the difference. Changes made
 /// through the API that the files do not contain are undone (the files
 /// are the wanted state); this is logged per operation.
-fn reload(args: &Args, engine: &Engine) {
+fn reload(args: &Args, plane: &Plane) {
     if args.demo {
         tracing::info!("SIGHUP ignored in the demo");
         return;
@@ -177,15 +288,29 @@ fn reload(args: &Args, engine: &Engine) {
             return;
         }
     };
-    let running = engine.rules();
+    if let Plane::Packet(_) = plane
+        && loaded.dataplane.mode != rvs_config::DataplaneMode::Packet
+    {
+        tracing::error!("reload refused: the data plane cannot change while running; restart rvsd");
+        return;
+    }
+    if let Plane::Proxy(_) = plane
+        && loaded.dataplane.mode != rvs_config::DataplaneMode::Proxy
+    {
+        tracing::error!("reload refused: the data plane cannot change while running; restart rvsd");
+        return;
+    }
+    let running = plane.rules();
     let ops = rvs_config::diff(&running, &loaded.services);
-    for s in &loaded.config.services {
-        engine.set_proxy_protocol(s.config.key, s.proxy_protocol);
+    if let Plane::Proxy(engine) = plane {
+        for s in &loaded.config.services {
+            engine.set_proxy_protocol(s.config.key, s.proxy_protocol);
+        }
     }
     for op in &ops {
         tracing::info!(op = ?op, "reload");
     }
-    match engine.apply_ops(&ops) {
+    match plane.apply_ops(&ops) {
         Ok(()) => tracing::info!(changes = ops.len(), "reloaded"),
         Err(e) => tracing::error!(error = %e, "reload refused; running state unchanged"),
     }

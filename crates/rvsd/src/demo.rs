@@ -42,6 +42,7 @@ pub async fn start() -> std::io::Result<(Loaded, Vec<SocketAddr>)> {
         Loaded {
             config: rvs_config::Config::default(),
             services: vec![(svc, dests)],
+            dataplane: rvs_config::DataplaneSettings::default(),
         },
         backends,
     ))

@@ -1,8 +1,10 @@
 //! `rvsd`, the director daemon: runs every service of a TOML config and/or
-//! an ipvsadm rules file through the userspace L4 proxy (`rvs-proxy`).
+//! an ipvsadm rules file through the userspace L4 proxy (`rvs-proxy`, the
+//! default) or the packet data plane (`rvs-dataplane`).
 //!
 //! ```text
 //! rvsd [--config FILE] [--rules FILE] [--control PATH] [--metrics ADDR | --no-metrics] [--check]
+//!      [--dataplane proxy|packet] [--interface IF[,IF...]] [--workers N]
 //! rvsd --demo [--control PATH] [--metrics ADDR | --no-metrics]
 //! ```
 //!
@@ -13,6 +15,7 @@
 
 use std::process::ExitCode;
 
+use rvs_config::{DataplaneMode, DataplaneSettings};
 use rvs_core::director::{Director, DirectorConfig};
 use rvs_core::model::{DestConfig, Forward, ServiceConfig};
 
@@ -32,6 +35,12 @@ pub struct Args {
     metrics: Option<std::net::SocketAddr>,
     /// `--no-metrics`: overrides `[metrics] enabled`.
     no_metrics: bool,
+    /// `--dataplane`: overrides `[dataplane] mode`.
+    dataplane: Option<DataplaneMode>,
+    /// `--interface IF[,IF...]`: overrides `[dataplane] interfaces`.
+    interfaces: Option<Vec<String>>,
+    /// `--workers N`: overrides `[dataplane] workers`.
+    workers: Option<usize>,
 }
 
 impl Args {
@@ -45,10 +54,29 @@ impl Args {
             file.enabled.then_some(file.listen)
         }
     }
+
+    /// The data plane settings: the flags win over the file.
+    fn dataplane(&self, file: &DataplaneSettings) -> Result<DataplaneSettings, String> {
+        let d = DataplaneSettings {
+            mode: self.dataplane.unwrap_or(file.mode),
+            interfaces: self
+                .interfaces
+                .clone()
+                .unwrap_or_else(|| file.interfaces.clone()),
+            workers: self.workers.unwrap_or(file.workers),
+        };
+        if d.mode == DataplaneMode::Packet && d.interfaces.is_empty() {
+            return Err(format!(
+                "rvsd: the packet data plane needs --interface IF[,IF...] or [dataplane] interfaces\n{USAGE}"
+            ));
+        }
+        Ok(d)
+    }
 }
 
 const USAGE: &str = "usage: rvsd [--config FILE] [--rules FILE] [--control PATH] \
-     [--metrics ADDR | --no-metrics] [--check]\n       \
+     [--metrics ADDR | --no-metrics] [--check]\n            \
+     [--dataplane proxy|packet] [--interface IF[,IF...]] [--workers N]\n       \
      rvsd --demo [--control PATH] [--metrics ADDR | --no-metrics]";
 
 fn parse_args() -> Result<Args, String> {
@@ -74,12 +102,44 @@ fn parse_args() -> Result<Args, String> {
                 })?);
             }
             "--no-metrics" => a.no_metrics = true,
+            "--dataplane" => {
+                let v = value("--dataplane")?;
+                a.dataplane = Some(match v.as_str() {
+                    "proxy" => DataplaneMode::Proxy,
+                    "packet" => DataplaneMode::Packet,
+                    _ => {
+                        return Err(format!(
+                            "rvsd: --dataplane {v:?}: use proxy or packet\n{USAGE}"
+                        ));
+                    }
+                });
+            }
+            "--interface" => {
+                let v = value("--interface")?;
+                let list: Vec<String> = v.split(',').map(str::to_string).collect();
+                for i in &list {
+                    rvs_config::check_interface_name(i)
+                        .map_err(|m| format!("rvsd: --interface: {m}\n{USAGE}"))?;
+                }
+                a.interfaces = Some(list);
+            }
+            "--workers" => {
+                let v = value("--workers")?;
+                a.workers = Some(v.parse().map_err(|_| {
+                    format!("rvsd: --workers {v:?}: not a number (0 = one per CPU)\n{USAGE}")
+                })?);
+            }
             other => return Err(format!("rvsd: unknown option {other:?}\n{USAGE}")),
         }
     }
     if a.metrics.is_some() && a.no_metrics {
         return Err(format!(
             "rvsd: --metrics and --no-metrics contradict each other\n{USAGE}"
+        ));
+    }
+    if a.demo && a.dataplane == Some(DataplaneMode::Packet) {
+        return Err(format!(
+            "rvsd: the demo runs on the proxy data plane (loopback backends)\n{USAGE}"
         ));
     }
     if !a.demo && a.config.is_none() && a.rules.is_none() {
@@ -90,20 +150,28 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// What the files say: the config (defaults when only rules are given)
-/// and every service, config first.
+/// What the files say: the config (defaults when only rules are given),
+/// every service, config first, and the data plane that runs them.
 #[derive(Debug)]
 pub struct Loaded {
     config: rvs_config::Config,
     services: Vec<(ServiceConfig, Vec<DestConfig>)>,
+    dataplane: DataplaneSettings,
 }
 
-/// A rules file as the proxy data plane takes it: ipvsadm's `-R` lines,
-/// except that a server whose line names no method is masq with the port
-/// written (ipvsadm's default `-g` means nothing to a proxy), and that what
-/// the proxy cannot run (`-g`, `-i`, fwmark, SCTP) is refused at its line.
-/// Errors are `FILE:LINE:COLUMN: message`; nothing is applied then.
-fn load_rules(text: &str, file: &str) -> Result<Director, String> {
+/// A rules file as a data plane takes it: ipvsadm's `-R` lines, where a
+/// server whose line names no method is direct routing (`-g`) on the packet
+/// data plane, as in ipvsadm, and masq with the port written on the proxy
+/// data plane (a default `-g` means nothing to a proxy); what the data
+/// plane cannot run (for the proxy `-g`, `-i`, fwmark, SCTP; for the packet
+/// plane the proxy method) is refused at its line. Errors are
+/// `FILE:LINE:COLUMN: message`; nothing is applied then.
+fn load_rules(text: &str, file: &str, mode: DataplaneMode) -> Result<Director, String> {
+    type Refuse = fn(&rvs_ipvsadm::Command) -> Result<(), rvs_api::ControlError>;
+    let (default, refuse): (Forward, Refuse) = match mode {
+        DataplaneMode::Proxy => (Forward::Masq, rvs_proxy::refuse_unsupported),
+        DataplaneMode::Packet => (Forward::Route, rvs_dataplane::refuse_unsupported),
+    };
     let rules = rvs_ipvsadm::parse_rules(text).map_err(|e| e.with_file(file))?;
     let lines: Vec<&str> = text.split('\n').collect();
     let mut d = Director::new(DirectorConfig::default());
@@ -114,8 +182,8 @@ fn load_rules(text: &str, file: &str) -> Result<Director, String> {
             let column = l.len() - l.trim_start().len() + 1;
             rvs_ipvsadm::error_at(r.line, column, message).with_file(file)
         };
-        let c = rvs_ipvsadm::with_default_method(r.command, Forward::Masq);
-        rvs_proxy::refuse_unsupported(&c).map_err(|e| at(e.message))?;
+        let c = rvs_ipvsadm::with_default_method(r.command, default);
+        refuse(&c).map_err(|e| at(e.message))?;
         rvs_ipvsadm::director::apply(&mut d, &c).map_err(|e| at(e.0))?;
     }
     Ok(d)
@@ -128,9 +196,10 @@ pub fn load(args: &Args) -> Result<Loaded, String> {
         Some(p) => rvs_config::parse(&read(p)?, p).map_err(|e| e.to_string())?,
         None => rvs_config::Config::default(),
     };
+    let dataplane = args.dataplane(&config.dataplane)?;
     let mut services = config.services();
     if let Some(p) = &args.rules {
-        let d = load_rules(&read(p)?, p)?;
+        let d = load_rules(&read(p)?, p, dataplane.mode)?;
         for s in d.services() {
             if services.iter().any(|(c, _)| c.key == s.config.key) {
                 return Err(format!(
@@ -143,7 +212,11 @@ pub fn load(args: &Args) -> Result<Loaded, String> {
             services.push((s.config, dests));
         }
     }
-    Ok(Loaded { config, services })
+    Ok(Loaded {
+        config,
+        services,
+        dataplane,
+    })
 }
 
 fn check(args: &Args) -> ExitCode {
@@ -156,7 +229,8 @@ fn check(args: &Args) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return match load_rules(&text, p) {
+        let mode = args.dataplane.unwrap_or_default();
+        return match load_rules(&text, p, mode) {
             Ok(d) => {
                 print!("{}", rvs_ipvsadm::director::save(&d));
                 ExitCode::SUCCESS

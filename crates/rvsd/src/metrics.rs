@@ -172,6 +172,72 @@ impl Collector for EngineCollector {
     }
 }
 
+/// Reads the packet data plane and the process at every scrape: the
+/// services as for the proxy, plus the frame counters of the forwarder and
+/// of the ring I/O.
+#[derive(Debug)]
+pub struct PacketCollector {
+    dataplane: rvs_dataplane::Dataplane,
+}
+
+impl PacketCollector {
+    /// A collector over a running packet data plane.
+    pub fn new(dataplane: rvs_dataplane::Dataplane) -> PacketCollector {
+        PacketCollector { dataplane }
+    }
+}
+
+impl Collector for PacketCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let services = rvs_api::Control::services(&self.dataplane);
+        encode_services(&mut enc, &services, &[])?;
+        let c = self.dataplane.counters();
+        let f = &c.forward;
+        let frames: Vec<(Labels, u64)> = [
+            ("received", c.rx_frames),
+            ("forwarded_in", f.forwarded_in),
+            ("forwarded_out", f.forwarded_out),
+            ("icmp_forwarded", f.icmp_forwarded),
+            ("icmp_sent", f.icmp_sent),
+            ("passed", f.passed),
+            ("transmitted", c.tx_frames),
+        ]
+        .into_iter()
+        .map(|(k, v)| (vec![("kind", k.to_string())], v))
+        .collect();
+        counter(
+            &mut enc,
+            Series {
+                name: "rvs_packet_frames",
+                help: "Frames of the packet data plane by what happened to them",
+                samples: frames,
+            },
+        )?;
+        let mut drops: Vec<(Labels, u64)> = rvs_forward::DropReason::ALL
+            .iter()
+            .map(|r| (vec![("reason", r.name().to_string())], f.dropped(*r)))
+            .collect();
+        for (k, v) in [
+            ("tx_ring_full", c.tx_ring_full),
+            ("tx_too_big", c.tx_too_big),
+            ("rx_truncated", c.rx_truncated),
+            ("vlan_tagged", c.vlan_skipped),
+            ("rx_ring_full", c.ring_drops),
+        ] {
+            drops.push((vec![("reason", k.to_string())], v));
+        }
+        counter(
+            &mut enc,
+            Series {
+                name: "rvs_packet_drops",
+                help: "Frames the packet data plane dropped, by reason",
+                samples: drops,
+            },
+        )?;
+        encode_process(&mut enc)
+    }
+}
+
 fn server_labels(svc: &str, addr: std::net::IpAddr, port: u16) -> Labels {
     vec![
         ("service", svc.to_string()),
@@ -443,10 +509,10 @@ fn encode_process(enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     Ok(())
 }
 
-/// The registry of a daemon: one collector over the engine.
-pub fn registry(engine: Engine) -> Registry {
+/// The registry of a daemon: one collector over its data plane.
+pub fn registry(collector: Box<dyn Collector>) -> Registry {
     let mut r = Registry::default();
-    r.register_collector(Box::new(EngineCollector::new(engine)));
+    r.register_collector(collector);
     r
 }
 
@@ -463,7 +529,7 @@ pub fn render(registry: &Registry) -> String {
 
 /// Binds the metrics address now (so a taken or foreign address is a
 /// startup error) and serves `/metrics` on it until the process exits.
-pub fn start(engine: Engine, listen: SocketAddr) -> Result<SocketAddr, String> {
+pub fn start(collector: Box<dyn Collector>, listen: SocketAddr) -> Result<SocketAddr, String> {
     let bind_err = |e: std::io::Error| {
         format!(
             "metrics address {listen}: {e} (set [metrics] listen or --metrics ADDR, \
@@ -474,7 +540,7 @@ pub fn start(engine: Engine, listen: SocketAddr) -> Result<SocketAddr, String> {
     std_listener.set_nonblocking(true).map_err(bind_err)?;
     let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let registry = Arc::new(registry(engine));
+    let registry = Arc::new(registry(collector));
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {

@@ -1,0 +1,557 @@
+//! The packet data plane of `rvsd`: LVS-NAT, LVS-DR and LVS-TUN on raw
+//! frames.
+//!
+//! [`Dataplane::start`] opens, for each worker thread and each interface,
+//! an AF_PACKET socket with TPACKET_V3 rings ([`rvs_sys::packet`]); the
+//! sockets of one interface form one fanout group (by flow hash), so each
+//! frame reaches one worker. A worker waits on its sockets, takes a
+//! receive block (a batch of frames), hands each frame to the
+//! [`rvs_forward::Forwarder`], copies each frame to send into the transmit
+//! ring of the verdict's interface, and flushes every transmit ring once
+//! per batch.
+//!
+//! Around the workers:
+//! - [`claim`]: an nftables table that keeps the kernel from answering or
+//!   forwarding what the data plane handles (created at start, rewritten
+//!   on every rule change, deleted at stop);
+//! - [`neigh`]: the neighbour and route view the forwarder asks, kept by a
+//!   resolver thread; every real server is resolved as soon as it is
+//!   configured;
+//! - the [`rvs_api::Control`] implementation, so that the control API and
+//!   `rvsadm` work unchanged: the same [`rvs_api::DirectorControl`] as a
+//!   single-director plane, with ipvsadm's default method (`-g`, direct
+//!   routing) for servers whose command names none.
+//!
+//! # One connection table, shared
+//!
+//! All workers share one forwarder (director, connection table,
+//! counters) behind a mutex, taken once per receive block rather than per
+//! frame. The kernel's flow hash puts the two directions of a NAT flow
+//! (client→VIP and server→client) on different sockets in general, and a
+//! per-worker table would miss the replies; a shared table makes every
+//! method correct with any fanout, keeps scheduling order (rr, wrr) exact
+//! across workers, and keeps the listing's statistics whole. The cost is
+//! that forwarding itself is serialised: workers overlap only in ring
+//! I/O. Per-worker shards for DR/TUN (exact: no return path) and a
+//! client-side `PACKET_FANOUT_EBPF` hash for NAT are the way to scale
+//! past that, once measured.
+//!
+//! # Frames it leaves alone
+//!
+//! VLAN-tagged frames (the kernel strips the tag into the ring header;
+//! forwarding the bare frame would move it to the untagged network) are
+//! counted and not forwarded. Frames truncated by the ring (longer than
+//! a block) and frames too long for a transmit slot (GSO/GRO super-frames:
+//! turn those offloads off on the interfaces) are counted and dropped.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod claim;
+pub mod neigh;
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rvs_api::{Control, ControlError, DirectorControl, HoldsDirector};
+use rvs_core::director::{ConnSnapshot, Director, ServiceSnapshot};
+use rvs_core::model::{Forward, Timeouts};
+use rvs_forward::{Forwarder, ForwarderConfig, RxMeta, Verdict};
+use rvs_ipvsadm::Command;
+use rvs_sys::packet::{FanoutMode, PacketSocket, RingConfig};
+
+use crate::claim::{ClaimKeeper, ClaimSpec};
+use crate::neigh::{NeighbourTable, Port};
+
+/// Milliseconds on the data plane's clock (monotonic, from first use).
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How a [`Dataplane`] runs.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// Interfaces to receive and send on.
+    pub interfaces: Vec<String>,
+    /// Worker threads (0: one per CPU).
+    pub workers: usize,
+    /// Names the nftables table (`rvs_<instance>`).
+    pub instance: String,
+    /// The forwarder's setup (director included).
+    pub forwarder: ForwarderConfig,
+    /// Initial `--set` timeouts.
+    pub timeouts: Timeouts,
+    /// Ring sizes of every socket.
+    pub rings: RingConfig,
+    /// Install the nftables claim (off only for tests that check what the
+    /// kernel does without it).
+    pub claim: bool,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            interfaces: Vec::new(),
+            workers: 0,
+            instance: format!("{}", std::process::id()),
+            forwarder: ForwarderConfig::default(),
+            timeouts: Timeouts::default(),
+            rings: RingConfig::default(),
+            claim: true,
+        }
+    }
+}
+
+/// The shared forwarding state (see the crate docs).
+#[derive(Debug)]
+pub struct Shard(pub Forwarder);
+
+impl HoldsDirector for Shard {
+    fn director_mut(&mut self) -> &mut Director {
+        self.0.director_mut()
+    }
+}
+
+/// Counters of the I/O around the forwarder, all workers together.
+#[derive(Debug, Default)]
+struct IoCounters {
+    rx_frames: AtomicU64,
+    rx_blocks: AtomicU64,
+    tx_frames: AtomicU64,
+    tx_ring_full: AtomicU64,
+    tx_too_big: AtomicU64,
+    rx_truncated: AtomicU64,
+    vlan_skipped: AtomicU64,
+    ring_drops: AtomicU64,
+    tx_errors: AtomicU64,
+}
+
+/// A snapshot of the data plane's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DataplaneCounters {
+    /// The forwarder's frame counters (verdicts, drops by reason).
+    pub forward: rvs_forward::Counters,
+    /// Frames read from the receive rings.
+    pub rx_frames: u64,
+    /// Receive blocks (batches) read.
+    pub rx_blocks: u64,
+    /// Frames queued on the transmit rings.
+    pub tx_frames: u64,
+    /// Frames dropped because a transmit ring was full.
+    pub tx_ring_full: u64,
+    /// Frames dropped because they exceed a transmit slot.
+    pub tx_too_big: u64,
+    /// Frames dropped because the receive ring truncated them.
+    pub rx_truncated: u64,
+    /// VLAN-tagged frames not forwarded.
+    pub vlan_skipped: u64,
+    /// Frames the kernel dropped for want of receive ring space.
+    pub ring_drops: u64,
+    /// Failed transmit kicks.
+    pub tx_errors: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    control: DirectorControl<Shard>,
+    neigh: NeighbourTable,
+    claim: Mutex<Option<ClaimKeeper>>,
+    interfaces: Vec<String>,
+    io: IoCounters,
+    stop: AtomicBool,
+    last_advance: AtomicU64,
+}
+
+/// The running packet data plane. Cheap to clone (a handle).
+#[derive(Debug, Clone)]
+pub struct Dataplane {
+    inner: Arc<Inner>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+fn err(status: u16, message: impl Into<String>) -> ControlError {
+    ControlError {
+        status,
+        message: message.into(),
+    }
+}
+
+impl Dataplane {
+    /// Opens every socket, installs the claim and starts the workers and
+    /// the neighbour resolver. Needs CAP_NET_RAW and CAP_NET_ADMIN.
+    pub fn start(cfg: DataplaneConfig) -> io::Result<Dataplane> {
+        if cfg.interfaces.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the packet data plane needs at least one interface",
+            ));
+        }
+        let ports = cfg
+            .interfaces
+            .iter()
+            .map(|i| Port::lookup(i))
+            .collect::<io::Result<Vec<_>>>()?;
+        let workers = if cfg.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            cfg.workers
+        };
+        // Every socket is opened before anything runs: a failure leaves
+        // nothing behind.
+        let mut sockets = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let mut mine = Vec::with_capacity(ports.len());
+            for p in &ports {
+                let s = PacketSocket::open(p.index, &cfg.rings)?;
+                s.join_fanout(fanout_group(p.index), FanoutMode::Hash)?;
+                mine.push(s);
+            }
+            sockets.push(mine);
+        }
+        let claim = if cfg.claim {
+            Some(ClaimKeeper::start(
+                &cfg.instance,
+                ClaimSpec {
+                    interfaces: cfg.interfaces.clone(),
+                    ..ClaimSpec::default()
+                },
+            )?)
+        } else {
+            None
+        };
+        let mut fwd = Forwarder::new(cfg.forwarder);
+        fwd.director_mut().set_timeouts(cfg.timeouts);
+        fwd.advance(now_ms());
+        let inner = Arc::new(Inner {
+            control: DirectorControl::new(Shard(fwd), now_ms),
+            neigh: NeighbourTable::new(ports),
+            claim: Mutex::new(claim),
+            interfaces: cfg.interfaces.clone(),
+            io: IoCounters::default(),
+            stop: AtomicBool::new(false),
+            last_advance: AtomicU64::new(now_ms()),
+        });
+        let mut threads = Vec::new();
+        for (i, socks) in sockets.into_iter().enumerate() {
+            let inner = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("rvs-packet-{i}"))
+                    .spawn(move || worker(&inner, socks))?,
+            );
+        }
+        let resolver = inner.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("rvs-neighbours".into())
+                .spawn(move || {
+                    resolver.neigh.run(Duration::from_secs(1), || {
+                        resolver.stop.load(Ordering::Relaxed)
+                    })
+                })?,
+        );
+        tracing::info!(interfaces = ?cfg.interfaces, workers, "packet data plane running");
+        Ok(Dataplane {
+            inner,
+            threads: Arc::new(Mutex::new(threads)),
+        })
+    }
+
+    /// Stops the workers and the resolver, and removes the claim.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+        drop(
+            self.inner
+                .claim
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+    }
+
+    /// The counters of the forwarder and the ring I/O.
+    pub fn counters(&self) -> DataplaneCounters {
+        let io = &self.inner.io;
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DataplaneCounters {
+            forward: *self.inner.control.lock().0.counters(),
+            rx_frames: r(&io.rx_frames),
+            rx_blocks: r(&io.rx_blocks),
+            tx_frames: r(&io.tx_frames),
+            tx_ring_full: r(&io.tx_ring_full),
+            tx_too_big: r(&io.tx_too_big),
+            rx_truncated: r(&io.rx_truncated),
+            vlan_skipped: r(&io.vlan_skipped),
+            ring_drops: r(&io.ring_drops),
+            tx_errors: r(&io.tx_errors),
+        }
+    }
+
+    /// The neighbour table (for inspection).
+    pub fn neighbours(&self) -> &NeighbourTable {
+        &self.inner.neigh
+    }
+
+    /// Adds services and servers, all or nothing (servers with no named
+    /// method are direct routing).
+    pub fn load(
+        &self,
+        services: &[(
+            rvs_core::model::ServiceConfig,
+            Vec<rvs_core::model::DestConfig>,
+        )],
+    ) -> Result<(), ControlError> {
+        let mut cmds = Vec::new();
+        for (s, dests) in services {
+            cmds.push(Command::AddService(s.clone()));
+            for d in dests {
+                cmds.push(Command::AddDest {
+                    service: s.key,
+                    dest: *d,
+                    method: rvs_ipvsadm::MethodChoice::Named,
+                });
+            }
+        }
+        self.apply(&cmds)
+    }
+
+    /// The running rules (services in creation order, servers oldest
+    /// first), as `rvs_config::diff` takes them.
+    pub fn rules(
+        &self,
+    ) -> Vec<(
+        rvs_core::model::ServiceConfig,
+        Vec<rvs_core::model::DestConfig>,
+    )> {
+        self.services()
+            .into_iter()
+            .map(|s| {
+                let dests = s.dests.iter().rev().map(|d| d.config).collect();
+                (s.config, dests)
+            })
+            .collect()
+    }
+
+    /// Rewrites the claim and asks for every server's neighbour, after the
+    /// rules changed.
+    fn rules_changed(&self) -> Result<(), ControlError> {
+        let rules = self.rules();
+        for (_, dests) in &rules {
+            for d in dests {
+                self.inner.neigh.want(d.addr);
+            }
+        }
+        let claim = self.inner.claim.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = claim.as_ref() {
+            let spec = ClaimSpec::for_rules(
+                &self.inner.interfaces,
+                rules.iter().map(|(s, d)| (s, &d[..])),
+            );
+            c.update(spec).map_err(|e| {
+                tracing::error!(error = %e, "cannot update the nftables claim");
+                err(
+                    500,
+                    format!("rules applied, but the nftables claim failed: {e}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// What the packet data plane cannot run, refused before anything changes
+/// (after ipvsadm's default method, `-g`, was filled in).
+pub fn refuse_unsupported(c: &Command) -> Result<(), ControlError> {
+    match c {
+        Command::AddDest { dest, .. } | Command::EditDest { dest, .. }
+            if dest.forward == Forward::Proxy =>
+        {
+            Err(err(
+                422,
+                "forwarding method proxy needs the proxy data plane; the packet data plane forwards masq, route and tunnel",
+            ))
+        }
+        c if !c.is_rule() => Err(err(400, format!("{c:?} does not change rules"))),
+        _ => Ok(()),
+    }
+}
+
+impl Control for Dataplane {
+    fn apply(&self, cmds: &[Command]) -> Result<(), ControlError> {
+        // As in ipvsadm, a server whose command names no method is direct
+        // routing.
+        let cmds: Vec<Command> = cmds
+            .iter()
+            .map(|c| rvs_ipvsadm::with_default_method(c.clone(), Forward::Route))
+            .collect();
+        for c in &cmds {
+            refuse_unsupported(c)?;
+        }
+        self.inner.control.apply(&cmds)?;
+        self.rules_changed()
+    }
+
+    fn services(&self) -> Vec<ServiceSnapshot> {
+        self.inner.control.services()
+    }
+
+    fn connections(&self) -> Vec<ConnSnapshot> {
+        self.inner.control.connections()
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.inner.control.timeouts()
+    }
+}
+
+/// The fanout group of an interface: unique per process and interface
+/// within the namespace.
+fn fanout_group(ifindex: u32) -> u16 {
+    (std::process::id() as u16)
+        .wrapping_mul(31)
+        .wrapping_add(ifindex as u16)
+}
+
+/// How often the director's clock is moved on when traffic does not.
+const ADVANCE_EVERY_MS: u64 = 100;
+
+fn worker(inner: &Inner, mut socks: Vec<PacketSocket>) {
+    let io = &inner.io;
+    let ifindexes: Vec<u32> = socks.iter().map(|s| s.ifindex()).collect();
+    let mut out = vec![0u8; 65_536 + rvs_forward::MAX_ENCAP_OVERHEAD];
+    let mut last_stats = Instant::now();
+    while !inner.stop.load(Ordering::Relaxed) {
+        let any_ready = socks.iter_mut().any(|s| s.rx().ready());
+        if !any_ready {
+            let fds: Vec<_> = socks.iter().map(|s| s.as_fd()).collect();
+            if let Err(e) = rvs_sys::wait_any(&fds, Duration::from_millis(50)) {
+                tracing::error!(error = %e, "poll on the packet sockets failed");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let (mut rxs, mut txs): (Vec<_>, Vec<_>) = socks.iter_mut().map(|s| s.rings()).unzip();
+        for (i, rx) in rxs.iter_mut().enumerate() {
+            let Some(mut block) = rx.next_block() else {
+                continue;
+            };
+            io.rx_blocks.fetch_add(1, Ordering::Relaxed);
+            let now = now_ms();
+            let mut shard = inner.control.lock();
+            let fwd = &mut shard.0;
+            while let Some((frame, meta)) = block.next() {
+                io.rx_frames.fetch_add(1, Ordering::Relaxed);
+                if meta.vlan_tci.is_some() {
+                    io.vlan_skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if (meta.len as usize) > frame.len() {
+                    io.rx_truncated.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let rxm = RxMeta {
+                    iface: ifindexes[i],
+                    csum_not_ready: meta.csum_not_ready,
+                    fwmark: 0,
+                };
+                let v = fwd.process(frame, &rxm, &mut out, &inner.neigh, now);
+                let (iface, len) = match v {
+                    Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => (iface, len),
+                    Verdict::NeedNeighbour { ip, .. } => {
+                        inner.neigh.want(ip);
+                        continue;
+                    }
+                    Verdict::Pass | Verdict::Drop(_) => continue,
+                };
+                let Some(j) = ifindexes.iter().position(|&x| x == iface) else {
+                    continue;
+                };
+                let tx = &mut txs[j];
+                if len > tx.max_frame() {
+                    io.tx_too_big.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let mut queued = tx.push(&out[..len]);
+                if !queued {
+                    // Full: kick what is queued and try once more.
+                    let _ = tx.flush();
+                    queued = tx.push(&out[..len]);
+                }
+                if queued {
+                    io.tx_frames.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    io.tx_ring_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            drop(shard);
+            drop(block);
+            for tx in txs.iter_mut() {
+                if let Err(e) = tx.flush() {
+                    io.tx_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "transmit failed");
+                }
+            }
+        }
+        let now = now_ms();
+        let last = inner.last_advance.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= ADVANCE_EVERY_MS
+            && inner
+                .last_advance
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            inner.control.lock().0.advance(now);
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            for s in &socks {
+                if let Ok((drops, _)) = s.take_stats() {
+                    io.ring_drops.fetch_add(u64::from(drops), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Command {
+        rvs_ipvsadm::parse_args(&line.split_whitespace().collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn the_proxy_method_and_non_rule_commands_are_refused() {
+        let mut c = cmd("-a -t 203.0.113.10:80 -r 192.0.2.21");
+        if let Command::AddDest { dest, .. } = &mut c {
+            dest.forward = Forward::Proxy;
+        }
+        let e = refuse_unsupported(&c).unwrap_err();
+        assert_eq!(e.status, 422);
+        assert!(e.message.contains("proxy data plane"), "{}", e.message);
+        assert_eq!(refuse_unsupported(&cmd("-Ln")).unwrap_err().status, 400);
+        for ok in [
+            "-A -f 7 -s rr",
+            "-A --sctp-service 203.0.113.10:80",
+            "-a -t 203.0.113.10:80 -r 192.0.2.21 -i",
+            "-a -t 203.0.113.10:80 -r 192.0.2.21:8080 -m",
+        ] {
+            assert!(refuse_unsupported(&cmd(ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn fanout_groups_differ_per_interface() {
+        assert_ne!(fanout_group(2), fanout_group(3));
+    }
+}

@@ -1,0 +1,655 @@
+//! AF_PACKET sockets with memory-mapped TPACKET_V3 rings.
+//!
+//! One [`PacketSocket`] is bound to one interface and owns one mapping
+//! holding a receive ring and a transmit ring (receive first, as the
+//! kernel lays them out):
+//!
+//! - **Receive** is block-based (TPACKET_V3): the kernel fills a block
+//!   with many frames and hands the whole block over when it is full or
+//!   when `block_timeout` passes, so [`RxRing::next_block`] yields a batch;
+//!   dropping the [`RxBlock`] gives it back. Each frame carries its
+//!   metadata from the ring header: original length, the
+//!   `TP_STATUS_CSUMNOTREADY` bit (a frame from a local stack whose L4
+//!   checksum is only partial: it must be finished before it is sent on),
+//!   the VLAN tag the kernel stripped, and the packet type.
+//! - **Transmit** uses the TPACKET_V3 frame ring (supported since Linux
+//!   4.11; kernel 6.18 here accepts it): fixed-size slots, each a
+//!   `tpacket3_hdr` whose data starts at `TPACKET_ALIGN(sizeof
+//!   tpacket3_hdr)`; the kernel refuses variable-size slots
+//!   (`tp_next_offset` must be 0) and a V3 transmit request with a block
+//!   timeout, private area or feature word. [`TxRing::slot`] fills a slot,
+//!   and [`TxRing::flush`] sends every filled slot with one `send(2)`.
+//!
+//! The socket is created with protocol 0, so it receives nothing until it
+//! is bound to its interface with `ETH_P_ALL`: no frame from another
+//! interface can slip into the ring while it is being set up. It sets
+//! `PACKET_IGNORE_OUTGOING`: an `ETH_P_ALL` socket would otherwise see its
+//! own transmissions, and forwarding out the receiving interface loops.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering, fence};
+
+use crate::cvt;
+
+/// Data offset of a frame in a transmit slot (the kernel's
+/// `tp_hdrlen - sizeof(struct sockaddr_ll)` for TPACKET_V3).
+const TX_DATA_OFFSET: usize = libc::TPACKET3_HDRLEN - std::mem::size_of::<libc::sockaddr_ll>();
+
+/// Offset of the `sockaddr_ll` after a received frame's header.
+const RX_SLL_OFFSET: usize = TX_DATA_OFFSET;
+
+/// Sizes of the two rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Receive block size in bytes (a multiple of the page size).
+    pub rx_block_size: u32,
+    /// Receive blocks.
+    pub rx_blocks: u32,
+    /// Milliseconds after which the kernel hands over a block that is not
+    /// full: the worst-case added latency at low rates (at least 1).
+    pub block_timeout_ms: u32,
+    /// Transmit slot size in bytes (a multiple of 16 dividing the page
+    /// size; a frame fits in `tx_frame_size - 48`).
+    pub tx_frame_size: u32,
+    /// Transmit slots (a multiple of `page size / tx_frame_size`).
+    pub tx_frames: u32,
+    /// Bypass the qdisc layer on transmit (`PACKET_QDISC_BYPASS`).
+    pub qdisc_bypass: bool,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            rx_block_size: 1 << 18,
+            rx_blocks: 16,
+            block_timeout_ms: 1,
+            tx_frame_size: 1 << 11,
+            tx_frames: 1024,
+            qdisc_bypass: false,
+        }
+    }
+}
+
+/// How a fanout group spreads frames over its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanoutMode {
+    /// By the kernel's flow hash (each direction of a flow hashes on its
+    /// own 5-tuple), reassembling IP fragments first so that they hash
+    /// together.
+    Hash,
+    /// Round robin over the sockets.
+    LoadBalance,
+    /// By the CPU the frame arrived on.
+    Cpu,
+}
+
+impl FanoutMode {
+    fn bits(self) -> u32 {
+        match self {
+            FanoutMode::Hash => libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG,
+            FanoutMode::LoadBalance => libc::PACKET_FANOUT_LB,
+            FanoutMode::Cpu => libc::PACKET_FANOUT_CPU,
+        }
+    }
+}
+
+/// Metadata of one received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// Length of the frame on the wire (may exceed the captured bytes).
+    pub len: u32,
+    /// The L4 checksum is partial (`TP_STATUS_CSUMNOTREADY`): the frame
+    /// came from a local stack with checksum offload.
+    pub csum_not_ready: bool,
+    /// The VLAN tag control information the kernel stripped, if any.
+    pub vlan_tci: Option<u16>,
+    /// `PACKET_HOST`, `PACKET_BROADCAST`, `PACKET_OTHERHOST`, ...
+    pub pkttype: u8,
+}
+
+/// The shared mapping of both rings.
+#[derive(Debug)]
+struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared with the kernel; access to it
+// goes through `&mut` of the rings that own disjoint parts of it.
+unsafe impl Send for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned; nothing
+        // borrows the mapping any more (the rings borrowing it are fields
+        // of the same socket and are dropped with it).
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// An AF_PACKET socket bound to one interface with receive and transmit
+/// rings.
+#[derive(Debug)]
+pub struct PacketSocket {
+    // Field order matters for drop: rings, then mapping, then descriptor.
+    rx: RxRing,
+    tx: TxRing,
+    _map: Mapping,
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: `v` points to a live T of the size passed; the kernel copies
+    // it in and keeps no reference.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn ctx(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).unwrap_or(4096)
+}
+
+impl PacketSocket {
+    /// Opens a socket on interface index `ifindex` with rings of `cfg`'s
+    /// sizes. Needs CAP_NET_RAW.
+    pub fn open(ifindex: u32, cfg: &RingConfig) -> io::Result<PacketSocket> {
+        let page = page_size();
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_string());
+        if cfg.rx_block_size == 0
+            || !(cfg.rx_block_size as usize).is_multiple_of(page)
+            || cfg.rx_blocks == 0
+        {
+            return Err(bad(
+                "receive block size must be a non-zero multiple of the page size",
+            ));
+        }
+        // One page per transmit block: slots never straddle a block.
+        let fs = cfg.tx_frame_size as usize;
+        if fs < 128 || !fs.is_multiple_of(16) || !page.is_multiple_of(fs) {
+            return Err(bad(
+                "transmit slot size must be a multiple of 16, at least 128, dividing the page size",
+            ));
+        }
+        let tx_block_size = page as u32;
+        let tx_per_block = (page / fs) as u32;
+        if cfg.tx_frames == 0 || !cfg.tx_frames.is_multiple_of(tx_per_block) {
+            return Err(bad(
+                "transmit slots must be a non-zero multiple of slots per page",
+            ));
+        }
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let raw =
+            cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
+                .map_err(|e| ctx(e, "AF_PACKET socket"))?;
+        // SAFETY: `raw` was just returned by socket(2); nobody else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+            .map_err(|e| ctx(e, "PACKET_VERSION TPACKET_V3"))?;
+        let one: libc::c_int = 1;
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)
+            .map_err(|e| ctx(e, "PACKET_IGNORE_OUTGOING"))?;
+        if cfg.qdisc_bypass {
+            setsockopt(raw, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)
+                .map_err(|e| ctx(e, "PACKET_QDISC_BYPASS"))?;
+        }
+        // Receive frames are variable-size in V3; the frame size only has
+        // to divide the block (the kernel checks frame_nr against it).
+        let rx_frame_size: u32 = 1 << 11;
+        let rx_req = libc::tpacket_req3 {
+            tp_block_size: cfg.rx_block_size,
+            tp_block_nr: cfg.rx_blocks,
+            tp_frame_size: rx_frame_size,
+            tp_frame_nr: cfg.rx_block_size / rx_frame_size * cfg.rx_blocks,
+            tp_retire_blk_tov: cfg.block_timeout_ms.max(1),
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx_req)
+            .map_err(|e| ctx(e, "PACKET_RX_RING"))?;
+        let tx_req = libc::tpacket_req3 {
+            tp_block_size: tx_block_size,
+            tp_block_nr: cfg.tx_frames / tx_per_block,
+            tp_frame_size: cfg.tx_frame_size,
+            tp_frame_nr: cfg.tx_frames,
+            tp_retire_blk_tov: 0,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
+            .map_err(|e| ctx(e, "PACKET_TX_RING (TPACKET_V3)"))?;
+        let rx_len = cfg.rx_block_size as usize * cfg.rx_blocks as usize;
+        let tx_len = tx_block_size as usize * tx_req.tp_block_nr as usize;
+        let len = rx_len + tx_len;
+        // SAFETY: maps the rings just configured on `raw` (length = both
+        // rings); the result is checked against MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE,
+                raw,
+                0,
+            )
+        };
+        let p = if p == libc::MAP_FAILED {
+            // Locking can exceed RLIMIT_MEMLOCK; the rings work unlocked.
+            // SAFETY: as above, without MAP_LOCKED.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_POPULATE,
+                    raw,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(ctx(io::Error::last_os_error(), "mmap of the packet rings"));
+            }
+            p
+        } else {
+            p
+        };
+        let base =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let map = Mapping { base, len };
+        let rx = RxRing {
+            base,
+            block_size: cfg.rx_block_size as usize,
+            blocks: cfg.rx_blocks as usize,
+            current: 0,
+        };
+        // SAFETY: rx_len < len, so the transmit ring's start is inside the
+        // mapping.
+        let tx_base = unsafe { NonNull::new_unchecked(base.as_ptr().add(rx_len)) };
+        let tx = TxRing {
+            base: tx_base,
+            block_size: tx_block_size as usize,
+            per_block: tx_per_block as usize,
+            frame_size: cfg.tx_frame_size as usize,
+            frames: cfg.tx_frames as usize,
+            current: 0,
+            queued: 0,
+            fd: raw,
+            wrong_format: 0,
+        };
+        let sock = PacketSocket {
+            rx,
+            tx,
+            _map: map,
+            fd,
+            ifindex,
+        };
+        sock.bind(ifindex)?;
+        Ok(sock)
+    }
+
+    fn bind(&self, ifindex: u32) -> io::Result<()> {
+        // SAFETY: sockaddr_ll is plain old data; zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = ifindex as libc::c_int;
+        // SAFETY: `sll` is a valid sockaddr_ll of the length passed.
+        cvt(unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })
+        .map_err(|e| ctx(e, &format!("bind to interface index {ifindex}")))?;
+        Ok(())
+    }
+
+    /// Joins fanout group `group` (an id shared by the sockets of one
+    /// interface in this network namespace). Every socket of a group must
+    /// use the same mode.
+    ///
+    /// `PACKET_FANOUT_EBPF` (a program choosing the socket, e.g. by the
+    /// client's address in both directions of a NAT flow) would be one
+    /// more mode here plus `PACKET_FANOUT_DATA` with the program's
+    /// descriptor.
+    pub fn join_fanout(&self, group: u16, mode: FanoutMode) -> io::Result<()> {
+        let arg: u32 = u32::from(group) | (mode.bits() << 16);
+        setsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            &arg,
+        )
+        .map_err(|e| ctx(e, &format!("PACKET_FANOUT group {group}")))
+    }
+
+    /// The interface index the socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Both rings at once (a worker reads one while filling the other).
+    pub fn rings(&mut self) -> (&mut RxRing, &mut TxRing) {
+        (&mut self.rx, &mut self.tx)
+    }
+
+    /// The receive ring.
+    pub fn rx(&mut self) -> &mut RxRing {
+        &mut self.rx
+    }
+
+    /// The transmit ring.
+    pub fn tx(&mut self) -> &mut TxRing {
+        &mut self.tx
+    }
+
+    /// Frames the kernel dropped for want of ring space, and frames
+    /// received, since the last call (`PACKET_STATISTICS`, which resets).
+    pub fn take_stats(&self) -> io::Result<(u32, u32)> {
+        // SAFETY: tpacket_stats_v3 is plain old data; zero is valid.
+        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `st` is writable for `len` bytes and `len` is writable.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats_v3).cast(),
+                &mut len,
+            )
+        })?;
+        Ok((st.tp_drops, st.tp_packets))
+    }
+}
+
+impl AsFd for PacketSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The block-based receive ring.
+#[derive(Debug)]
+pub struct RxRing {
+    base: NonNull<u8>,
+    block_size: usize,
+    blocks: usize,
+    current: usize,
+}
+
+// SAFETY: the ring points into a mapping owned by the same socket; it is
+// only used through `&mut`, so moving it to another thread is sound.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    fn block_ptr(&self, i: usize) -> *mut libc::tpacket_block_desc {
+        // SAFETY: i < blocks, so the offset stays inside the receive ring.
+        unsafe { self.base.as_ptr().add(i * self.block_size).cast() }
+    }
+
+    fn status(&self, i: usize) -> &AtomicU32 {
+        let b = self.block_ptr(i);
+        // SAFETY: `block_status` is an aligned u32 inside the mapping, which
+        // lives as long as `self`; the kernel writes it concurrently, hence
+        // the atomic view.
+        unsafe { &*(std::ptr::addr_of_mut!((*b).hdr.bh1.block_status).cast::<AtomicU32>()) }
+    }
+
+    /// The next block the kernel has handed over, if any. Frames in it are
+    /// read (and may be rewritten in place) until the block is dropped,
+    /// which gives it back to the kernel.
+    pub fn next_block(&mut self) -> Option<RxBlock<'_>> {
+        let st = self.status(self.current).load(Ordering::Acquire);
+        if st & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        let b = self.block_ptr(self.current);
+        // SAFETY: the block is ours (TP_STATUS_USER, read with acquire, so
+        // the kernel's writes to it are visible); the header fields are
+        // plain integers inside it.
+        let (num, first) = unsafe {
+            let h = &(*b).hdr.bh1;
+            (h.num_pkts, h.offset_to_first_pkt)
+        };
+        Some(RxBlock {
+            ring: self,
+            left: num,
+            next: first as usize,
+        })
+    }
+
+    /// Whether the kernel has handed over the current block (the socket's
+    /// readability says the same through `poll`).
+    pub fn ready(&self) -> bool {
+        self.status(self.current).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+}
+
+/// One received block: a batch of frames.
+#[derive(Debug)]
+pub struct RxBlock<'a> {
+    ring: &'a mut RxRing,
+    left: u32,
+    /// Offset of the next frame header from the block start.
+    next: usize,
+}
+
+impl RxBlock<'_> {
+    /// Frames not yet read from this block.
+    pub fn remaining(&self) -> u32 {
+        self.left
+    }
+
+    /// The next frame: its bytes (writable, for rewriting in place) and
+    /// metadata.
+    #[allow(clippy::should_implement_trait)] // lending: items borrow the block
+    pub fn next(&mut self) -> Option<(&mut [u8], FrameMeta)> {
+        if self.left == 0 {
+            return None;
+        }
+        let block = self.ring.block_ptr(self.ring.current).cast::<u8>();
+        let bs = self.ring.block_size;
+        let hdr_size = std::mem::size_of::<libc::tpacket3_hdr>();
+        if self.next + hdr_size > bs {
+            self.left = 0;
+            return None;
+        }
+        // SAFETY: `next + sizeof(tpacket3_hdr) <= block_size`, so the
+        // header lies inside this block, which we own until drop; the
+        // kernel aligns frame headers to 16 bytes.
+        let h = unsafe { &*block.add(self.next).cast::<libc::tpacket3_hdr>() };
+        let (mac, snap) = (h.tp_mac as usize, h.tp_snaplen as usize);
+        if self.next + mac + snap > bs || self.next + RX_SLL_OFFSET + 12 > bs {
+            self.left = 0;
+            return None;
+        }
+        // SAFETY: the sockaddr_ll follows the header inside the block
+        // (checked above); sll_pkttype is one byte at offset 10.
+        let pkttype = unsafe { *block.add(self.next + RX_SLL_OFFSET + 10) };
+        let meta = FrameMeta {
+            len: h.tp_len,
+            csum_not_ready: h.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0,
+            vlan_tci: (h.tp_status & libc::TP_STATUS_VLAN_VALID != 0)
+                .then_some(h.hv1.tp_vlan_tci as u16),
+            pkttype,
+        };
+        let at = self.next + mac;
+        self.left -= 1;
+        self.next = if h.tp_next_offset == 0 {
+            self.left = 0;
+            bs
+        } else {
+            self.next + h.tp_next_offset as usize
+        };
+        // SAFETY: `at + snap <= block_size` (checked above); the bytes are
+        // inside the block we own, and the returned borrow ties them to
+        // `&mut self`, so no two frames are borrowed at once.
+        let data = unsafe { std::slice::from_raw_parts_mut(block.add(at), snap) };
+        Some((data, meta))
+    }
+}
+
+impl Drop for RxBlock<'_> {
+    fn drop(&mut self) {
+        let r = &mut *self.ring;
+        r.status(r.current)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        r.current = (r.current + 1) % r.blocks;
+    }
+}
+
+/// The transmit ring: fixed-size slots sent in batches.
+#[derive(Debug)]
+pub struct TxRing {
+    base: NonNull<u8>,
+    block_size: usize,
+    per_block: usize,
+    frame_size: usize,
+    frames: usize,
+    current: usize,
+    queued: usize,
+    fd: RawFd,
+    wrong_format: u64,
+}
+
+// SAFETY: as for RxRing: it points into its socket's mapping and is used
+// through `&mut` only.
+unsafe impl Send for TxRing {}
+
+impl TxRing {
+    fn slot_ptr(&self, i: usize) -> *mut u8 {
+        let off = (i / self.per_block) * self.block_size + (i % self.per_block) * self.frame_size;
+        // SAFETY: i < frames, so the slot lies inside the transmit ring.
+        unsafe { self.base.as_ptr().add(off) }
+    }
+
+    fn status(&self, i: usize) -> &AtomicU32 {
+        let h = self.slot_ptr(i).cast::<libc::tpacket3_hdr>();
+        // SAFETY: tp_status is an aligned u32 at the start of the slot; the
+        // kernel writes it concurrently, hence the atomic view.
+        unsafe { &*(std::ptr::addr_of_mut!((*h).tp_status).cast::<AtomicU32>()) }
+    }
+
+    /// The largest frame a slot holds.
+    pub fn max_frame(&self) -> usize {
+        self.frame_size - TX_DATA_OFFSET
+    }
+
+    /// Frames queued since the last [`TxRing::flush`].
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Slots the kernel refused as malformed so far (counted as they are
+    /// reused).
+    pub fn wrong_format(&self) -> u64 {
+        self.wrong_format
+    }
+
+    /// The next free slot, or `None` when the ring is full (flush, and
+    /// wait for the kernel to send).
+    pub fn slot(&mut self) -> Option<TxSlot<'_>> {
+        let st = self.status(self.current).load(Ordering::Acquire);
+        if st & libc::TP_STATUS_WRONG_FORMAT != 0 {
+            self.wrong_format += 1;
+        } else if st != libc::TP_STATUS_AVAILABLE {
+            return None;
+        }
+        Some(TxSlot { ring: self })
+    }
+
+    /// Queues a copy of `frame`; false when the ring is full or the frame
+    /// too large.
+    pub fn push(&mut self, frame: &[u8]) -> bool {
+        if frame.len() > self.max_frame() {
+            return false;
+        }
+        match self.slot() {
+            Some(mut s) => {
+                s.buf()[..frame.len()].copy_from_slice(frame);
+                s.commit(frame.len());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks the kernel to send every queued frame (one `send(2)`); does
+    /// not wait for it. `WouldBlock` is not an error: the frames stay
+    /// queued for the next flush.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.queued == 0 {
+            return Ok(());
+        }
+        // SAFETY: a zero-length send with no buffer on the socket that owns
+        // this ring; the fd is open as long as the ring exists.
+        let r = unsafe { libc::send(self.fd, std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(ctx(e, "send on the transmit ring"));
+        }
+        self.queued = 0;
+        Ok(())
+    }
+}
+
+/// A free transmit slot.
+#[derive(Debug)]
+pub struct TxSlot<'a> {
+    ring: &'a mut TxRing,
+}
+
+impl TxSlot<'_> {
+    /// The slot's frame buffer ([`TxRing::max_frame`] bytes).
+    pub fn buf(&mut self) -> &mut [u8] {
+        let r = &*self.ring;
+        let p = r.slot_ptr(r.current);
+        // SAFETY: the slot is free (status AVAILABLE: the kernel does not
+        // touch it) and its data area lies inside the slot; the borrow is
+        // tied to `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(p.add(TX_DATA_OFFSET), r.max_frame()) }
+    }
+
+    /// Queues the first `len` bytes of the buffer for sending.
+    pub fn commit(self, len: usize) {
+        let r = self.ring;
+        let len = len.min(r.max_frame());
+        let h = r.slot_ptr(r.current).cast::<libc::tpacket3_hdr>();
+        // SAFETY: the header is inside the free slot; the kernel reads it
+        // only after the status store below (release ordering).
+        unsafe {
+            (*h).tp_len = len as u32;
+            (*h).tp_snaplen = len as u32;
+            (*h).tp_next_offset = 0;
+        }
+        fence(Ordering::Release);
+        r.status(r.current)
+            .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
+        r.current = (r.current + 1) % r.frames;
+        r.queued += 1;
+    }
+}
