@@ -114,3 +114,78 @@ pub fn table(list: &HealthList) -> String {
     let _ = writeln!(out, "probes in flight: {}", list.probes_in_flight);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_api::{CheckerStatus, ServerHealthStatus, ServiceHealthStatus};
+
+    #[test]
+    fn table_lists_quorum_servers_and_checks() {
+        let list = HealthList {
+            probes_in_flight: 2,
+            services: vec![ServiceHealthStatus {
+                id: "tcp-127.0.0.1-8080".parse().unwrap(),
+                quorum_up: false,
+                quorum: 2,
+                hysteresis: 0,
+                alive_weight: 1,
+                inhibit_on_failure: false,
+                sorry_server: Some("127.0.0.1:9000".into()),
+                sorry_in_use: true,
+                servers: vec![
+                    ServerHealthStatus {
+                        server: "127.0.0.1:8081".into(),
+                        up: true,
+                        weight: 1,
+                        effective_weight: None,
+                        checkers: vec![CheckerStatus {
+                            kind: "tcp".into(),
+                            target: "127.0.0.1:8081".into(),
+                            up: true,
+                            last_latency_ms: Some(3),
+                            in_flight: false,
+                        }],
+                        last_transition_age_s: None,
+                        last_transition_unix: None,
+                        last_reason: None,
+                        failures: Default::default(),
+                    },
+                    ServerHealthStatus {
+                        server: "127.0.0.1:8082".into(),
+                        up: false,
+                        weight: 2,
+                        effective_weight: None,
+                        checkers: vec![CheckerStatus {
+                            kind: "http".into(),
+                            target: "127.0.0.1:8082".into(),
+                            up: false,
+                            last_latency_ms: None,
+                            in_flight: true,
+                        }],
+                        last_transition_age_s: Some(150.0),
+                        last_transition_unix: Some(1.0),
+                        last_reason: Some("check failed: refused".into()),
+                        failures: Default::default(),
+                    },
+                ],
+            }],
+        };
+        let t = table(&list);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "tcp-127.0.0.1-8080 quorum down (alive weight 1, quorum 2, hysteresis 0), sorry server 127.0.0.1:9000 in use"
+        );
+        assert!(
+            lines[2].contains("127.0.0.1:8081")
+                && lines[2].contains(" up ")
+                && lines[2].contains("tcp:3ms")
+        );
+        assert!(
+            lines[3].contains(" down ") && lines[3].contains("2/-") && lines[3].contains("http!:-")
+        );
+        assert!(lines[3].contains("2m ago") && lines[3].ends_with("check failed: refused"));
+        assert_eq!(lines[4], "probes in flight: 2");
+    }
+}

@@ -162,11 +162,16 @@ impl Daemon {
 }
 
 fn http_get(socket: &Path, path: &str) -> Option<(u16, serde_json::Value)> {
+    http(socket, "GET", path, "")
+}
+
+fn http(socket: &Path, method: &str, path: &str, body: &str) -> Option<(u16, serde_json::Value)> {
     let mut s = UnixStream::connect(socket).ok()?;
     s.set_read_timeout(Some(T)).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut raw = Vec::new();
@@ -384,4 +389,65 @@ fn health_is_visible_in_the_api_and_the_metrics() {
     ] {
         assert!(text.contains(&needle), "{needle} missing from:\n{text}");
     }
+}
+
+#[test]
+fn checks_come_and_go_with_servers_of_the_api() {
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let a = Backend::any();
+    let b = Backend::any();
+    let cfg = config(vip, FAST, &[(a.addr, TCP)]);
+    let d = Daemon::start(&cfg, &["--no-metrics"]);
+    let id = format!("tcp-127.0.0.1-{}", vip.port());
+    let sock = d.socket();
+    // A bad check is refused with the key at fault, and changes nothing.
+    let (status, e) = http(
+        &sock,
+        "POST",
+        &format!("/v1/services/{id}/servers"),
+        &format!(
+            r#"{{"address":"{}","check":[{{"type":"http","regex":"("}}]}}"#,
+            b.addr
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 422, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("check[0].regex: invalid regex"),
+        "{e}"
+    );
+    assert_eq!(d.table().len(), 1);
+    let (status, e) = http(
+        &sock,
+        "POST",
+        &format!("/v1/services/{id}/servers"),
+        &format!(
+            r#"{{"address":"{}","weight":2,"check":[{{"type":"tcp","delay_loop":0.1}}]}}"#,
+            b.addr
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{e}");
+    let b_name = b.addr.to_string();
+    d.wait_for("the new server's check to run", || {
+        !server_health(&d.health(), &b_name)["checkers"][0]["last_latency_ms"].is_null()
+    });
+    assert!(d.table().contains(&(b_name.clone(), 2)));
+    let (status, _) = http(
+        &sock,
+        "DELETE",
+        &format!(
+            "/v1/services/{id}/servers/{}-{}",
+            b.addr.ip(),
+            b.addr.port()
+        ),
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 204);
+    assert!(server_health(&d.health(), &b_name).is_null());
+    assert_eq!(d.table().len(), 1);
 }
