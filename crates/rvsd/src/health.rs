@@ -783,26 +783,36 @@ fn filtered(
         .collect()
 }
 
+/// Least time between two rounds of the loop: timers due and results that
+/// arrive within it are handled together, so a thousand checks spread over
+/// a second cost at most 100 rounds a second rather than a thousand. A
+/// probe starts at most this late, which is small against any
+/// `delay_loop`.
+const COALESCE: Duration = Duration::from_millis(10);
+
 async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Event>) {
+    let mut last = tokio::time::Instant::now();
     loop {
         let now = now_ms();
         let sleep = shared.next_due().map_or(Duration::from_secs(3600), |t| {
             Duration::from_millis(t.saturating_sub(now))
         });
+        let mut batch = Vec::new();
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = shared.wake.notified() => {}
-            ev = rx.recv() => {
-                let Some(ev) = ev else { return };
-                let mut batch = vec![ev];
-                while batch.len() < 4096 {
-                    match rx.try_recv() {
-                        Ok(e) => batch.push(e),
-                        Err(_) => break,
-                    }
-                }
-                shared.handle(batch);
-            }
+            ev = rx.recv() => match ev {
+                Some(ev) => batch.push(ev),
+                None => return,
+            },
+        }
+        tokio::time::sleep_until(last + COALESCE).await;
+        last = tokio::time::Instant::now();
+        while let Ok(e) = rx.try_recv() {
+            batch.push(e);
+        }
+        if !batch.is_empty() {
+            shared.handle(batch);
         }
         shared.run_due(now_ms());
     }
