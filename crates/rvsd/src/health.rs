@@ -968,3 +968,100 @@ fn is_table_rule(c: &Command) -> bool {
             | Command::DeleteDest { .. }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::model::Protocol;
+
+    fn dest(port: u16, weight: u32) -> DestConfig {
+        DestConfig {
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+            forward: Forward::Masq,
+            weight,
+            u_threshold: 10,
+            l_threshold: 0,
+        }
+    }
+
+    #[test]
+    fn the_engine_gets_the_configured_servers_health_keeps_and_the_sorry_server() {
+        let cfg = ServiceConfig::new(ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 80,
+        });
+        let configured = vec![(cfg.clone(), vec![dest(1, 5), dest(2, 3), dest(3, 1)])];
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let (health, _) = ServiceHealth::new(Default::default(), Vec::new(), 0, &mut |_: u64| 0);
+        let mut s = SvcState {
+            spec: None,
+            settings: ServiceHealthSettings::default(),
+            health,
+            servers: HashMap::new(),
+            table: BTreeMap::new(),
+        };
+        // Server 1 up with a dynamic weight, 2 inhibited, 3 out; a sorry server.
+        s.absorb(
+            cfg.key,
+            &[
+                HealthAction::AddDest {
+                    server: at(1),
+                    weight: 7,
+                },
+                HealthAction::AddDest {
+                    server: at(2),
+                    weight: 3,
+                },
+                HealthAction::SetWeight {
+                    server: at(2),
+                    weight: 0,
+                },
+                HealthAction::AddSorry { server: at(9) },
+            ],
+            None,
+        );
+        let services = HashMap::from([(cfg.key, s)]);
+        let got = filtered(&configured, &services);
+        let mut sorry = dest(9, 1);
+        sorry.u_threshold = 0;
+        assert_eq!(got, vec![(cfg, vec![dest(1, 7), dest(2, 0), sorry])]);
+    }
+
+    #[test]
+    fn transitions_are_noted_with_their_cause() {
+        let (health, _) = ServiceHealth::new(Default::default(), Vec::new(), 0, &mut |_: u64| 0);
+        let mut s = SvcState {
+            spec: None,
+            settings: ServiceHealthSettings::default(),
+            health,
+            servers: HashMap::new(),
+            table: BTreeMap::from([(SocketAddr::from(([127, 0, 0, 1], 1)), 1)]),
+        };
+        let key = ServiceKey::FwMark {
+            family: rvs_core::model::Family::V4,
+            mark: 1,
+        };
+        let server = SocketAddr::from(([127, 0, 0, 1], 1));
+        let notes = s.absorb(
+            key,
+            &[
+                HealthAction::RemoveDest { server },
+                HealthAction::Notify {
+                    event: NotifyEvent::ServerDown,
+                    server: Some(server),
+                    reason: Some(TransitionReason::Failed(FailureReason::Refused)),
+                },
+            ],
+            Some(Cause {
+                kind: "tcp",
+                elapsed_ms: 3,
+            }),
+        );
+        assert!(s.table.is_empty());
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].cause.map(|c| c.kind), Some("tcp"));
+        assert_eq!(reason_label(FailureReason::ExitCode(3)), "exit_code");
+    }
+}
