@@ -451,3 +451,42 @@ fn checks_come_and_go_with_servers_of_the_api() {
     assert!(server_health(&d.health(), &b_name).is_null());
     assert_eq!(d.table().len(), 1);
 }
+
+#[test]
+fn a_reload_reconfigures_checks_in_place() {
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let a = Backend::any();
+    // Nothing listens here: its check fails from the start.
+    let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let servers = [(a.addr, TCP), (dead, TCP)];
+    let d = Daemon::start(&config(vip, FAST, &servers), &["--no-metrics"]);
+    let dead_name = dead.to_string();
+    d.wait_for("the dead server to leave", || {
+        d.table().len() == 1 && server_health(&d.health(), &dead_name)["up"] == false
+    });
+    let since = server_health(&d.health(), &dead_name)["last_transition_unix"]
+        .as_f64()
+        .unwrap();
+    // Same servers, now with inhibit_on_failure and a slower check.
+    d.reload(&config(
+        vip,
+        "delay_loop = 0.3\nconnect_timeout = 0.5\nretry = 0\nwarmup = 0\ninhibit_on_failure = true",
+        &servers,
+    ));
+    d.wait_for("the failed server at weight 0", || {
+        d.table().contains(&(dead_name.clone(), 0))
+    });
+    let h = d.health();
+    let dh = server_health(&h, &dead_name);
+    // Still down, since the same transition: the state was carried over.
+    assert_eq!(dh["up"], false, "{h}");
+    let now_since = dh["last_transition_unix"].as_f64().unwrap();
+    assert!((now_since - since).abs() < 0.05, "{since} vs {h}");
+    assert_eq!(h["services"][0]["inhibit_on_failure"], true, "{h}");
+    assert_eq!(
+        d.log()
+            .matches(&format!("server {dead_name} of tcp {vip} down"))
+            .count(),
+        1
+    );
+}
