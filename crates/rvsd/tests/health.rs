@@ -490,3 +490,40 @@ fn a_reload_reconfigures_checks_in_place() {
         1
     );
 }
+
+#[test]
+fn notify_commands_get_the_event_service_server_and_reason() {
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let a = Backend::any();
+    let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let dir = Dir::new();
+    let out = dir.0.join("notified");
+    let script = dir.file(
+        "notify.sh",
+        "#!/bin/sh\nprintf '%s|' \"$@\" \"$RVS_EVENT\" \"$RVS_SERVER\" >> \"$1\"\necho >> \"$1\"\n",
+    );
+    let sh = |extra: &str| {
+        format!(
+            "[\"/bin/sh\", \"{}\", \"{}\"{extra}]",
+            script.display(),
+            out.display()
+        )
+    };
+    let dead_checks = format!("notify_down = {}\n{TCP}", sh(""));
+    let cfg = config(
+        vip,
+        &format!("{FAST}\nquorum = 2\nquorum_down = {}", sh(", \"web\"")),
+        &[(a.addr, TCP), (dead, &dead_checks)],
+    );
+    let d = Daemon::start(&cfg, &["--no-metrics"]);
+    let id = format!("tcp-127.0.0.1-{}", vip.port());
+    let want_down = format!(
+        "{}|down|{id}|{dead}|check failed: refused|down|{dead}|",
+        out.display()
+    );
+    let want_quorum = format!("{}|web|quorum_down|{id}|quorum_down||", out.display());
+    d.wait_for("both notifications", || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        text.lines().any(|l| l == want_down) && text.lines().any(|l| l == want_quorum)
+    });
+}
