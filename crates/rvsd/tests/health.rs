@@ -527,3 +527,34 @@ fn notify_commands_get_the_event_service_server_and_reason() {
         text.lines().any(|l| l == want_down) && text.lines().any(|l| l == want_quorum)
     });
 }
+
+#[test]
+fn check_and_start_refuse_an_unreadable_ca_file() {
+    let dir = Dir::new();
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let cfg = config(
+        vip,
+        "",
+        &[(
+            server,
+            "[[service.server.check]]\ntype = \"https\"\nverify = true\nca_file = \"/nonexistent/ca.pem\"",
+        )],
+    );
+    let path = dir.file("rvsd.toml", &cfg);
+    for extra in [&["--check"][..], &["--no-metrics", "--control"][..]] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rvsd"));
+        cmd.arg("--config").arg(&path).args(extra);
+        if extra.len() > 1 {
+            cmd.arg(dir.0.join("rvsd.sock"));
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("/nonexistent/ca.pem"), "{extra:?}: {err}");
+        assert!(
+            err.contains(&format!("server {server}")),
+            "{extra:?}: {err}"
+        );
+    }
+}
