@@ -68,34 +68,21 @@ pub enum Plane {
 }
 
 impl Plane {
-    fn control(&self) -> Arc<dyn rvs_api::Control> {
+    pub fn control(&self) -> Arc<dyn rvs_api::Control> {
         match self {
             Plane::Proxy(e) => Arc::new(e.clone()),
             Plane::Packet(d) => Arc::new(d.clone()),
         }
     }
 
-    fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
         match self {
             Plane::Proxy(e) => Box::new(crate::metrics::EngineCollector::new(e.clone())),
             Plane::Packet(d) => Box::new(crate::metrics::PacketCollector::new(d.clone())),
         }
     }
 
-    fn load(
-        &self,
-        services: &[(
-            rvs_core::model::ServiceConfig,
-            Vec<rvs_core::model::DestConfig>,
-        )],
-    ) -> Result<(), rvs_api::ControlError> {
-        match self {
-            Plane::Proxy(e) => e.load(services),
-            Plane::Packet(d) => d.load(services),
-        }
-    }
-
-    fn rules(
+    pub fn rules(
         &self,
     ) -> Vec<(
         rvs_core::model::ServiceConfig,
@@ -107,7 +94,35 @@ impl Plane {
         }
     }
 
-    fn apply_ops(&self, ops: &[rvs_config::Op]) -> Result<(), rvs_api::ControlError> {
+    /// The method a server gets when a command names none: masq on the
+    /// proxy plane, direct routing on the packet plane (as ipvsadm).
+    pub fn default_forward(&self) -> rvs_core::model::Forward {
+        match self {
+            Plane::Proxy(_) => rvs_core::model::Forward::Masq,
+            Plane::Packet(_) => rvs_core::model::Forward::Route,
+        }
+    }
+
+    /// Applies control commands to the data plane, all or nothing.
+    pub fn apply(&self, cmds: &[rvs_ipvsadm::Command]) -> Result<(), rvs_api::ControlError> {
+        match self {
+            Plane::Proxy(e) => rvs_api::Control::apply(e, cmds),
+            Plane::Packet(d) => rvs_api::Control::apply(d, cmds),
+        }
+    }
+
+    /// Refuses what this data plane cannot run.
+    pub fn refuse_unsupported(
+        &self,
+        cmd: &rvs_ipvsadm::Command,
+    ) -> Result<(), rvs_api::ControlError> {
+        match self {
+            Plane::Proxy(_) => rvs_proxy::refuse_unsupported(cmd),
+            Plane::Packet(_) => Ok(()),
+        }
+    }
+
+    pub fn apply_ops(&self, ops: &[rvs_config::Op]) -> Result<(), rvs_api::ControlError> {
         match self {
             Plane::Proxy(e) => e.apply_ops(ops),
             Plane::Packet(d) => {
@@ -193,16 +208,27 @@ async fn async_run(args: Args) -> ExitCode {
         }
     }
     let _stop = StopOnExit(plane.clone());
-    if let Err(e) = plane.load(&loaded.services) {
-        eprintln!("rvsd: {e}");
-        return ExitCode::from(2);
-    }
+    // Health checking loads the rules into the data plane: the operator's
+    // table filtered by the servers' health.
+    let health = match crate::health::Health::start(
+        plane.clone(),
+        &loaded.config.health,
+        loaded.services.clone(),
+        crate::health::specs_of(&loaded.config),
+        random_u64(),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let control_path = args
         .control
         .clone()
         .map(std::path::PathBuf::from)
         .or_else(|| loaded.config.control.socket.clone());
-    let control_path = match start_control(plane.control(), control_path.as_deref()) {
+    let control_path = match start_control(Arc::new(health.clone()), control_path.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("rvsd: {e}");
@@ -210,13 +236,15 @@ async fn async_run(args: Args) -> ExitCode {
         }
     };
     let metrics = match args.metrics_listen(&loaded.config.metrics) {
-        Some(listen) => match crate::metrics::start(plane.collector(), listen) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                eprintln!("rvsd: {e}");
-                return ExitCode::from(2);
+        Some(listen) => {
+            match crate::metrics::start(plane.collector(), Some(health.clone()), listen) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    eprintln!("rvsd: {e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         None => None,
     };
     tracing::info!(services = loaded.services.len(), "rvsd running");
@@ -247,7 +275,7 @@ async fn async_run(args: Args) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&args, &plane),
+            _ = hup.recv() => reload(&args, &plane, &health),
         }
     }
     let engine = match &plane {
@@ -275,8 +303,10 @@ async fn async_run(args: Args) -> ExitCode {
 
 /// SIGHUP: re-read the files and apply only the difference. Changes made
 /// through the API that the files do not contain are undone (the files
-/// are the wanted state); this is logged per operation.
-fn reload(args: &Args, plane: &Plane) {
+/// are the wanted state). Health state is carried over: the difference is
+/// taken against the health-filtered table (see `health`), so a failed
+/// server stays out and checks keep their counters.
+fn reload(args: &Args, plane: &Plane, health: &crate::health::Health) {
     if args.demo {
         tracing::info!("SIGHUP ignored in the demo");
         return;
@@ -300,18 +330,14 @@ fn reload(args: &Args, plane: &Plane) {
         tracing::error!("reload refused: the data plane cannot change while running; restart rvsd");
         return;
     }
-    let running = plane.rules();
-    let ops = rvs_config::diff(&running, &loaded.services);
     if let Plane::Proxy(engine) = plane {
         for s in &loaded.config.services {
             engine.set_proxy_protocol(s.config.key, s.proxy_protocol);
         }
     }
-    for op in &ops {
-        tracing::info!(op = ?op, "reload");
-    }
-    match plane.apply_ops(&ops) {
-        Ok(()) => tracing::info!(changes = ops.len(), "reloaded"),
+    let specs = crate::health::specs_of(&loaded.config);
+    match health.load(loaded.services, specs) {
+        Ok(n) => tracing::info!(changes = n, "reloaded"),
         Err(e) => tracing::error!(error = %e, "reload refused; running state unchanged"),
     }
 }
