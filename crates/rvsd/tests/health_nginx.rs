@@ -139,6 +139,46 @@ impl Drop for Traffic {
     }
 }
 
+/// The ground the health tests stand on: without any health section, two
+/// nginx servers behind the proxy both answer, and the listing counts every
+/// connection to the server that took it.
+#[test]
+fn nginx_servers_through_the_proxy() {
+    let dir = Dir::new();
+    let (pa, pb) = (free_port(), free_port());
+    let a = Nginx::start(&dir, "a", &[pa], &named_server(pa, "a"));
+    let b = Nginx::start(&dir, "b", &[pb], &named_server(pb, "b"));
+    let vip = local();
+    let mut config =
+        format!("[proxy]\nthreads = 2\n\n[[service]]\naddress = \"{vip}\"\nscheduler = \"rr\"\n");
+    for s in [a.addr(), b.addr()] {
+        config += &format!("\n[[service.server]]\naddress = \"{s}\"\n");
+    }
+    let d = Daemon::start(&dir, &config);
+    let answers: Vec<_> = (0..20).map(|_| who(vip).unwrap()).collect();
+    assert_eq!(
+        answers.iter().filter(|n| *n == "a").count(),
+        10,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|n| *n == "b").count(),
+        10,
+        "{answers:?}"
+    );
+    let s = d.service();
+    for n in [&a, &b] {
+        assert_eq!(
+            server(&s, n.addr()).unwrap().stats.conns,
+            10,
+            "{}",
+            d.listing()
+        );
+    }
+    assert_eq!(s.stats.conns, 20, "{}", d.listing());
+    assert_eq!(listed_weight(&d.listing_plain(), a.addr()), Some(1));
+}
+
 /// Acceptance 1: a killed nginx leaves the table within the detection
 /// bound; afterwards no request fails and no connection is scheduled to it;
 /// started again it comes back after `rise` successes.
@@ -425,6 +465,9 @@ fn https_check_sends_sni() {
          return 200 \"sni ok\\n\";\n    }}\n  }}\n"
     );
     let n = Nginx::start(&dir, "tls", &[p1, p2], &body);
+    // The fixture itself: only the SNI decides.
+    assert_eq!(tls_status(p1, Some("www.example.test")), 200);
+    assert_eq!(tls_status(p1, None), 421);
     let with_sni = SocketAddr::from(([127, 0, 0, 1], p1));
     let without_sni = SocketAddr::from(([127, 0, 0, 1], p2));
     let vip = local();
@@ -448,6 +491,75 @@ fn https_check_sends_sni() {
         || (table(&d) == [with_sni]).then_some(()),
     );
     drop(n);
+}
+
+/// The status of `GET /` with `Host: www.example.test` over TLS to
+/// 127.0.0.1:`port`, with `sni` or none, by `openssl s_client`.
+fn tls_status(port: u16, sni: Option<&str>) -> u16 {
+    let mut c = Command::new(require("openssl", "openssl"));
+    c.args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{port}"));
+    match sni {
+        Some(name) => c.args(["-servername", name]),
+        None => c.arg("-noservername"),
+    };
+    let child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut p = Proc {
+        child,
+        name: "openssl s_client".into(),
+    };
+    p.child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.0\r\nHost: www.example.test\r\n\r\n")
+        .unwrap();
+    wait_for(Duration::from_secs(10), "openssl s_client ends", || {
+        p.child.try_wait().unwrap()
+    });
+    let mut out = String::new();
+    p.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer over TLS: {out:?}"))
+}
+
+/// The RCODE of an A query for `name` to 127.0.0.1:`port`, and the UDP
+/// echo of `payload` (fixture checks of the responder).
+fn dns_rcode(port: u16, name: &str) -> u8 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    s.send_to(&q, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.recv(&mut buf).unwrap();
+    assert!(n >= 12 && buf[..2] == [0x12, 0x34] && buf[2] & 0x80 != 0);
+    buf[3] & 0x0f
+}
+
+fn udp_echo(port: u16, payload: &[u8]) -> Vec<u8> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.send_to(payload, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.recv(&mut buf).unwrap();
+    buf[..n].to_vec()
 }
 
 /// A UDP echo and a DNS responder on two ports of 127.0.0.1 (argv 1 and
@@ -504,6 +616,10 @@ fn udp_and_dns_checks_against_a_responder() {
         RESPONDER,
         &[echo.to_string(), dns.to_string()],
     );
+    assert_eq!(dns_rcode(dns, "ok.example.test."), 0);
+    assert_eq!(dns_rcode(dns, "nx.example.test."), 3);
+    assert_eq!(dns_rcode(dns, "refused.example.test."), 5);
+    assert_eq!(udp_echo(echo, b"hello"), b"hello");
     // Nothing listens there: the probe draws an ICMP port unreachable.
     let closed = free_port();
     let vip = local();
