@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod diff;
+pub mod health;
 pub mod settings;
 pub mod spec;
 
@@ -36,6 +37,10 @@ use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
 pub use diff::{Op, diff};
+pub use health::{
+    CheckSpec, CheckType, HealthPlan, HealthSettings, HealthSpec, Seconds, ServerHealthSettings,
+    ServiceHealthSettings,
+};
 pub use settings::{
     ControlSettings, DirectorSettings, MetricsSettings, ProxySettings, TimeoutSettings,
 };
@@ -58,6 +63,9 @@ pub struct ConfigFile {
     /// `[proxy]`: the userspace L4 proxy.
     #[serde(default)]
     pub proxy: ProxySettings,
+    /// `[health]`: the health-check runtime.
+    #[serde(default)]
+    pub health: HealthSettings,
     /// `[[service]]`: the virtual services and their servers.
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
@@ -72,6 +80,11 @@ pub struct Service {
     pub servers: Vec<DestConfig>,
     /// PROXY protocol towards its servers (proxy data plane).
     pub proxy_protocol: ProxyProtocol,
+    /// The service as a spec, normalised as [`ServiceSpec::from_core`]
+    /// writes it, with its health tables as written.
+    pub spec: ServiceSpec,
+    /// Its health settings and its servers', checked.
+    pub health: HealthPlan,
 }
 
 /// A checked configuration.
@@ -85,6 +98,8 @@ pub struct Config {
     pub control: ControlSettings,
     /// `[proxy]`.
     pub proxy: ProxySettings,
+    /// `[health]`.
+    pub health: HealthSettings,
     /// The services in file order.
     pub services: Vec<Service>,
 }
@@ -127,11 +142,8 @@ impl Config {
             metrics: self.metrics.clone(),
             control: self.control.clone(),
             proxy: self.proxy.clone(),
-            services: self
-                .services
-                .iter()
-                .map(|s| ServiceSpec::from_core(&s.config, Some(&s.servers), s.proxy_protocol))
-                .collect(),
+            health: self.health.clone(),
+            services: self.services.iter().map(|s| s.spec.clone()).collect(),
         }
     }
 }
@@ -222,6 +234,21 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     check(&raw, &loc)
 }
 
+/// `written` as [`ServiceSpec::from_core`] writes it, keeping its health keys.
+fn normalised(
+    config: &ServiceConfig,
+    servers: &[DestConfig],
+    written: &ServiceSpec,
+) -> ServiceSpec {
+    let mut spec = ServiceSpec::from_core(config, Some(servers), written.proxy_protocol);
+    spec.health = written.health.clone();
+    let raw = written.servers.as_deref().unwrap_or_default();
+    for (out, w) in spec.servers.iter_mut().flatten().zip(raw) {
+        *out = out.with_health_of(w);
+    }
+    spec
+}
+
 fn toml_error(loc: &Located<'_>, e: &toml::de::Error) -> ConfigError {
     let offset = e.span().map_or(0, |s| s.start);
     loc.at_offset(offset, e.message().trim_end())
@@ -235,12 +262,18 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
     if let Some((key, err)) = raw.proxy.check() {
         return Err(loc.at_path(&top.key("proxy").join(&key), err));
     }
+    if let Err(e) = raw.health.check() {
+        return Err(loc.at_path(&top.key("health").join(&e.path), e.message));
+    }
     let mut services = Vec::with_capacity(raw.services.len());
     let mut seen: HashMap<ServiceKey, usize> = HashMap::new();
     for (i, spec) in raw.services.iter().enumerate() {
         let at = top.key("service").index(i);
         let (config, servers) = spec
             .to_core()
+            .map_err(|e| loc.at_path(&at.join(&e.path), e.message))?;
+        let health = spec
+            .health_plan()
             .map_err(|e| loc.at_path(&at.join(&e.path), e.message))?;
         if let Some(&first) = seen.get(&config.key) {
             let where_key = if spec.fwmark.is_some() {
@@ -259,9 +292,11 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
         }
         seen.insert(config.key, i);
         services.push(Service {
+            proxy_protocol: spec.proxy_protocol,
+            spec: normalised(&config, &servers, spec),
             config,
             servers,
-            proxy_protocol: spec.proxy_protocol,
+            health,
         });
     }
     Ok(Config {
@@ -269,6 +304,7 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
         metrics: raw.metrics.clone(),
         control: raw.control.clone(),
         proxy: raw.proxy.clone(),
+        health: raw.health.clone(),
         services,
     })
 }

@@ -260,9 +260,16 @@ pub struct ServiceSpec {
     /// service's servers as they are" where that distinction matters.
     #[serde(default, rename = "server", skip_serializing_if = "Option::is_none")]
     pub servers: Option<Vec<ServerSpec>>,
+    /// `[service.health]`: quorum, sorry server, passive detection and
+    /// timing defaults of the checks. In an API edit, absent means "leave
+    /// as it is".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthSpec>,
 }
 
-/// A real server as the configuration and the API write it.
+crate::health::with_timing! {
+/// A real server as the configuration and the API write it, with its
+/// health checks and the timing keys its checks inherit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
@@ -291,6 +298,17 @@ pub struct ServerSpec {
     /// Tunnel checksum option (`method = "tunnel"` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tun_csum: Option<TunCsumName>,
+    /// Command run when the server comes up (health checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_up: Option<Vec<String>>,
+    /// Command run when the server goes down (health checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_down: Option<Vec<String>>,
+    /// Health checks (`[[service.server.check]]`); none when absent. In an
+    /// API edit, a server without any health key keeps its checks.
+    #[serde(default, rename = "check", skip_serializing_if = "Option::is_none")]
+    pub check: Option<Vec<crate::health::CheckSpec>>,
+}
 }
 
 /// One step of a path to a key: a table key or an array index.
@@ -358,6 +376,11 @@ pub struct SpecError {
 }
 
 impl SpecError {
+    /// An error at a path.
+    pub fn new(path: Path, message: impl Into<String>) -> SpecError {
+        SpecError::at(path, message)
+    }
+
     fn at(path: Path, message: impl Into<String>) -> SpecError {
         SpecError {
             path,
@@ -631,7 +654,30 @@ impl ServiceSpec {
             mh_table_size: cfg.mh_table_size,
             proxy_protocol,
             servers: servers.map(|ds| ds.iter().map(ServerSpec::from_core).collect()),
+            health: None,
         }
+    }
+
+    /// The health settings of the service and its servers, checked (paths
+    /// relative to the service). The service's own rules are checked by
+    /// [`ServiceSpec::to_core`].
+    pub fn health_plan(&self) -> Result<crate::health::HealthPlan, SpecError> {
+        let key = self.key()?;
+        let service = match &self.health {
+            Some(h) => h
+                .settings(&key)
+                .map_err(|e| e.under(&Path::root().key("health")))?,
+            None => crate::health::ServiceHealthSettings::default(),
+        };
+        let mut servers = Vec::new();
+        for (i, s) in self.servers.iter().flatten().enumerate() {
+            let at = Path::root().key("server").index(i);
+            let (addr, port) = s.addr_port(&key).map_err(|e| e.under(&at))?;
+            let settings = crate::health::server_settings(self.health.as_ref(), s)
+                .map_err(|e| e.under(&at))?;
+            servers.push((std::net::SocketAddr::new(addr, port), settings));
+        }
+        Ok(crate::health::HealthPlan { service, servers })
     }
 }
 
@@ -671,7 +717,40 @@ impl ServerSpec {
             tun_type: None,
             tun_port: None,
             tun_csum: None,
+            notify_up: None,
+            notify_down: None,
+            check: None,
+            delay_loop: None,
+            connect_timeout: None,
+            retry: None,
+            delay_before_retry: None,
+            rise: None,
+            fall: None,
+            alpha: None,
+            warmup: None,
         }
+    }
+
+    /// Whether any health key (checks, timing, notify) is written.
+    pub fn has_health_keys(&self) -> bool {
+        self.check.is_some()
+            || self.notify_up.is_some()
+            || self.notify_down.is_some()
+            || !self.timing().is_empty()
+    }
+
+    /// The same server with the health keys of `other`.
+    pub fn with_health_of(&self, other: &ServerSpec) -> ServerSpec {
+        let mut s = other.clone();
+        s.address = self.address.clone();
+        s.method = self.method;
+        s.weight = self.weight;
+        s.u_threshold = self.u_threshold;
+        s.l_threshold = self.l_threshold;
+        s.tun_type = self.tun_type;
+        s.tun_port = self.tun_port;
+        s.tun_csum = self.tun_csum;
+        s
     }
 
     /// The address and port of the server (the port defaults to the

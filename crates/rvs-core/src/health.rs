@@ -157,7 +157,10 @@ pub enum FailureReason {
     Unreachable,
     /// A MISC command exited with this status (or was killed: negative).
     ExitCode(i32),
-    /// Anything else (local resource errors, TLS failures, ...).
+    /// The TLS handshake of an HTTPS probe failed: certificate not trusted,
+    /// expired or for another name, no common protocol version or cipher.
+    Tls,
+    /// Anything else (local resource errors, protocol errors, ...).
     Other,
 }
 
@@ -170,6 +173,7 @@ impl fmt::Display for FailureReason {
             FailureReason::BadBody => f.write_str("bad body"),
             FailureReason::Unreachable => f.write_str("unreachable"),
             FailureReason::ExitCode(c) => write!(f, "exit code {c}"),
+            FailureReason::Tls => f.write_str("tls handshake failed"),
             FailureReason::Other => f.write_str("other"),
         }
     }
@@ -1025,6 +1029,15 @@ mod tests {
     use crate::sched::SplitMix64;
     use proptest::prelude::*;
     use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn tls_failure_reads_as_such() {
+        assert_eq!(FailureReason::Tls.to_string(), "tls handshake failed");
+        assert_eq!(
+            TransitionReason::Failed(FailureReason::Tls).to_string(),
+            "check failed: tls handshake failed"
+        );
+    }
 
     const OK: Outcome = Outcome::Success {
         dynamic_weight: None,

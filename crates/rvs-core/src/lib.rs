@@ -15,6 +15,7 @@
 
 pub mod conn;
 pub mod director;
+pub mod dns_query;
 pub mod health;
 pub mod model;
 pub mod probe;
