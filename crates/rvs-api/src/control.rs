@@ -8,6 +8,8 @@ use rvs_core::director::{ConnSnapshot, Director, ServiceSnapshot};
 use rvs_core::model::Timeouts;
 use rvs_ipvsadm::Command;
 
+use crate::health::{HealthList, HealthUpdate};
+
 /// A refused control request: the HTTP status and the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -29,6 +31,22 @@ pub trait Control: Send + Sync + 'static {
     fn connections(&self) -> Vec<ConnSnapshot>;
     /// The timeouts `--set` changes.
     fn timeouts(&self) -> Timeouts;
+    /// Applies commands together with the health settings written in the
+    /// bodies they came from, all or nothing. A data plane without health
+    /// checking refuses settings that ask for checks.
+    fn apply_health(&self, cmds: &[Command], health: &[HealthUpdate]) -> Result<(), ControlError> {
+        if health.iter().any(HealthUpdate::has_checks) {
+            return Err(ControlError {
+                status: 422,
+                message: crate::health::no_health_checks().message,
+            });
+        }
+        self.apply(cmds)
+    }
+    /// Every service's health; `None` when the data plane runs no checks.
+    fn health(&self) -> Option<HealthList> {
+        None
+    }
 }
 
 /// [`Control`] over one director behind a mutex: the reference

@@ -21,6 +21,7 @@
 //! | PUT | `/v1/timeouts` | [`TimeoutsBody`] | [`TimeoutsBody`] |
 //! | GET | `/v1/connections` | | [`ConnList`] |
 //! | POST | `/v1/batch` | [`Batch`] | [`BatchResult`] |
+//! | GET | `/v1/health` (also `/health`) | | [`HealthList`] |
 //!
 //! `{id}` is a [`ServiceId`] (`tcp-192.0.2.1-80`, `udp-2001:db8::1-53`,
 //! `fwm-7`, `fwm6-7`) and `{server}` a [`ServerId`] (`10.0.0.1-8080`): no
@@ -42,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod health;
 mod ids;
 mod route;
 mod status;
@@ -53,6 +55,9 @@ use rvs_ipvsadm::{Command, MethodChoice};
 use serde::{Deserialize, Serialize};
 
 pub use control::{Control, ControlError, DirectorControl};
+pub use health::{
+    CheckerStatus, HealthList, HealthUpdate, ServerHealthStatus, ServiceHealthStatus,
+};
 pub use ids::{IdError, ServerId, ServiceId};
 pub use route::{ENDPOINTS, Endpoint, Method, Route, RouteError};
 pub use rvs_config::spec::{
@@ -216,6 +221,23 @@ pub struct BatchResult {
 }
 
 impl BatchOp {
+    /// The health settings this operation carries (see [`HealthUpdate`]).
+    pub fn health_updates(&self) -> Result<Vec<HealthUpdate>, SpecError> {
+        let at = |k: &'static str| move |e: SpecError| e.under(&rvs_config::Path::root().key(k));
+        Ok(match self {
+            BatchOp::AddService { service } | BatchOp::EditService { service } => {
+                HealthUpdate::of_service(service).map_err(at("service"))?
+            }
+            BatchOp::AddServer { service, server } | BatchOp::EditServer { service, server } => {
+                HealthUpdate::of_server(service.0, server)
+                    .map_err(at("server"))?
+                    .into_iter()
+                    .collect()
+            }
+            _ => Vec::new(),
+        })
+    }
+
     /// The ipvsadm commands this operation is (an added service is
     /// followed by the addition of its servers). The daemon applies them
     /// with `rvs_ipvsadm::director::apply`.

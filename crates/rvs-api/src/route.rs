@@ -76,6 +76,8 @@ pub enum Route {
     ListConnections,
     /// `POST /v1/batch`.
     Batch,
+    /// `GET /v1/health` (also `GET /health`).
+    Health,
 }
 
 /// Why a request matches no route.
@@ -118,13 +120,19 @@ impl Route {
             (Put, ["", "v1", "timeouts"]) => Route::SetTimeouts,
             (Get, ["", "v1", "connections"]) => Route::ListConnections,
             (Post, ["", "v1", "batch"]) => Route::Batch,
+            (Get, ["", "v1", "health"] | ["", "health"]) => Route::Health,
             (
                 _,
                 ["", "v1", "services"]
                 | ["", "v1", "services", _]
                 | ["", "v1", "services", _, "servers"]
                 | ["", "v1", "services", _, "servers", _]
-                | ["", "v1", "zero" | "timeouts" | "connections" | "batch"],
+                | [
+                    "",
+                    "v1",
+                    "zero" | "timeouts" | "connections" | "batch" | "health",
+                ]
+                | ["", "health"],
             ) => return Err(RouteError::MethodNotAllowed),
             _ => return Err(not_found()),
         };
@@ -137,7 +145,8 @@ impl Route {
             Route::ListServices
             | Route::GetService(_)
             | Route::GetTimeouts
-            | Route::ListConnections => Method::Get,
+            | Route::ListConnections
+            | Route::Health => Method::Get,
             Route::AddService | Route::AddServer(_) | Route::Zero | Route::Batch => Method::Post,
             Route::EditService(_) | Route::EditServer(..) | Route::SetTimeouts => Method::Put,
             Route::DeleteService(_) | Route::DeleteServer(..) => Method::Delete,
@@ -159,6 +168,7 @@ impl Route {
             Route::GetTimeouts | Route::SetTimeouts => "/v1/timeouts".into(),
             Route::ListConnections => "/v1/connections".into(),
             Route::Batch => "/v1/batch".into(),
+            Route::Health => "/v1/health".into(),
         }
     }
 }
@@ -286,5 +296,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Batch",
         "200 BatchResult",
         "apply ipvsadm-equivalent operations atomically (-R)",
+    ),
+    ep(
+        Method::Get,
+        "/v1/health",
+        "",
+        "200 HealthList",
+        "health of every service and server (rvsadm health); also at /health",
     ),
 ];

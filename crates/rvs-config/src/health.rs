@@ -367,7 +367,7 @@ with_timing! {
         /// udp: shortest accepted reply (default 0).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub min_reply_length: Option<u32>,
-        /// udp: longest accepted reply (default 65535).
+        /// udp: longest accepted reply (default 255, keepalived's; 0 = no limit).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub max_reply_length: Option<u32>,
         /// dns: name queried, `.` when omitted.
@@ -819,14 +819,14 @@ impl CheckSpec {
                 )
             })?;
         let min = self.min_reply_length.unwrap_or(0);
-        let max = self.max_reply_length.unwrap_or(65_535);
+        let max = self.max_reply_length.unwrap_or(255);
         if max > 65_535 {
             return Err(SpecError::new(
                 at.key("max_reply_length"),
                 "max_reply_length must be at most 65535",
             ));
         }
-        if min > max {
+        if max != 0 && min > max {
             return Err(SpecError::new(
                 at.key("min_reply_length"),
                 format!("min_reply_length {min} is above max_reply_length {max}"),

@@ -184,6 +184,11 @@ impl Client {
         self.call(Route::ListConnections, None::<&()>).await
     }
 
+    /// Every service's health (`GET /v1/health`).
+    pub async fn health(&self) -> Result<rvs_api::HealthList, ClientError> {
+        self.call(Route::Health, None::<&()>).await
+    }
+
     /// The connection timeouts.
     pub async fn timeouts(&self) -> Result<TimeoutsBody, ClientError> {
         self.call(Route::GetTimeouts, None::<&()>).await

@@ -11,9 +11,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use rvs_api::{
-    Batch, BatchOp, BatchResult, ConnList, ConnStatus, Control, ControlError, ErrorBody, Method,
-    ProxyProtocol, Route, RouteError, ServerId, ServerSpec, ServiceId, ServiceList, ServiceSpec,
-    ServiceStatus, SpecError, TimeoutsBody, ZeroRequest,
+    Batch, BatchOp, BatchResult, ConnList, ConnStatus, Control, ControlError, ErrorBody,
+    HealthUpdate, Method, ProxyProtocol, Route, RouteError, ServerId, ServerSpec, ServiceId,
+    ServiceList, ServiceSpec, ServiceStatus, SpecError, TimeoutsBody, ZeroRequest,
 };
 use rvs_core::model::{MAX_TIMEOUT, ServiceKey};
 use rvs_ipvsadm::{Command, MethodChoice};
@@ -151,16 +151,18 @@ fn dispatch(ctl: &dyn Control, route: Route, raw: &[u8]) -> Result<Reply, Contro
         Route::AddService => {
             let spec: ServiceSpec = body(raw)?;
             let key = spec.key().map_err(spec_err)?;
+            let health = HealthUpdate::of_service(&spec).map_err(spec_err)?;
             let cmds = BatchOp::AddService { service: spec }
                 .to_commands()
                 .map_err(spec_err)?;
-            ctl.apply(&cmds)?;
+            ctl.apply_health(&cmds, &health)?;
             json(StatusCode::CREATED, &status_of(ctl, &key)?)
         }
         Route::EditService(id) => {
             let spec: ServiceSpec = body(raw)?;
             let cmds = edit_service_commands(ctl, id, &spec)?;
-            ctl.apply(&cmds)?;
+            let health = HealthUpdate::of_service(&spec).map_err(spec_err)?;
+            ctl.apply_health(&cmds, &health)?;
             json(StatusCode::OK, &status_of(ctl, &id.0)?)
         }
         Route::DeleteService(id) => {
@@ -169,13 +171,17 @@ fn dispatch(ctl: &dyn Control, route: Route, raw: &[u8]) -> Result<Reply, Contro
         }
         Route::AddServer(id) => {
             let server: ServerSpec = body(raw)?;
+            let health: Vec<_> = HealthUpdate::of_server(id.0, &server)
+                .map_err(spec_err)?
+                .into_iter()
+                .collect();
             let cmds = BatchOp::AddServer {
                 service: id,
                 server,
             }
             .to_commands()
             .map_err(spec_err)?;
-            ctl.apply(&cmds)?;
+            ctl.apply_health(&cmds, &health)?;
             json(StatusCode::CREATED, &status_of(ctl, &id.0)?)
         }
         Route::EditServer(id, sid) => {
@@ -190,13 +196,17 @@ fn dispatch(ctl: &dyn Control, route: Route, raw: &[u8]) -> Result<Reply, Contro
                     ),
                 ));
             }
+            let health: Vec<_> = HealthUpdate::of_server(id.0, &server)
+                .map_err(spec_err)?
+                .into_iter()
+                .collect();
             let cmds = BatchOp::EditServer {
                 service: id,
                 server,
             }
             .to_commands()
             .map_err(spec_err)?;
-            ctl.apply(&cmds)?;
+            ctl.apply_health(&cmds, &health)?;
             json(StatusCode::OK, &status_of(ctl, &id.0)?)
         }
         Route::DeleteServer(id, sid) => {
@@ -223,9 +233,14 @@ fn dispatch(ctl: &dyn Control, route: Route, raw: &[u8]) -> Result<Reply, Contro
             let connections = ctl.connections().iter().map(ConnStatus::from).collect();
             json(StatusCode::OK, &ConnList { connections })
         }
+        Route::Health => match ctl.health() {
+            Some(h) => json(StatusCode::OK, &h),
+            None => return Err(err(404, "this data plane runs no health checks")),
+        },
         Route::Batch => {
             let batch: Batch = body(raw)?;
             let mut cmds = Vec::new();
+            let mut health = Vec::new();
             for (i, op) in batch.ops.iter().enumerate() {
                 if let BatchOp::SetTimeouts { timeouts } = op {
                     check_timeouts(timeouts)
@@ -233,8 +248,9 @@ fn dispatch(ctl: &dyn Control, route: Route, raw: &[u8]) -> Result<Reply, Contro
                 }
                 let prefix = format!("ops[{i}]");
                 cmds.extend(op.to_commands().map_err(spec_err_under(&prefix))?);
+                health.extend(op.health_updates().map_err(spec_err_under(&prefix))?);
             }
-            ctl.apply(&cmds)?;
+            ctl.apply_health(&cmds, &health)?;
             json(
                 StatusCode::OK,
                 &BatchResult {

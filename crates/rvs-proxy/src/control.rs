@@ -142,6 +142,8 @@ impl Engine {
             relays: std::sync::Mutex::new(HashMap::new()),
             next_relay: AtomicU64::new(0),
             failures: std::sync::Mutex::new(HashMap::new()),
+            failing: std::sync::Mutex::new(std::collections::HashSet::new()),
+            failing_count: std::sync::atomic::AtomicUsize::new(0),
         });
         let _g = inner.rt.enter();
         match bound {

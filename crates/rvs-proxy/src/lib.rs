@@ -93,6 +93,15 @@
 //! already failed for this client (a persistence template, a hash
 //! scheduler, or a one-server service), the client connection is closed.
 //!
+//! # Passive health detection
+//!
+//! [`Engine::set_connect_observer`] registers a callback that hears about
+//! each failed connect to a server, and about the first successful one
+//! after a run of failures (a success with no failure before it costs one
+//! atomic load and is not reported). rvsd's health runtime counts these
+//! runs to mark a server down at once (`passive_fall`). UDP sessions are
+//! not observed: an unconnected datagram has no connect to fail.
+//!
 //! # Deleted servers
 //!
 //! The kernel can stall a deleted server's packets; a proxy cannot stall a
@@ -209,6 +218,24 @@ struct Inner {
     /// [`RelayMode`] code for relays that start from now on.
     relay: AtomicU8,
     rt: tokio::runtime::Handle,
+    observer: ObserverSlot,
+}
+
+/// Hears the result of connects to real servers: `(service, server, ok)`.
+/// Called on the data path; it must not block.
+pub type ConnectObserver = Arc<dyn Fn(ServiceKey, SocketAddr, bool) + Send + Sync>;
+
+#[derive(Default)]
+struct ObserverSlot(OnceLock<ConnectObserver>);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "ObserverSlot(set)"
+        } else {
+            "ObserverSlot(none)"
+        })
+    }
 }
 
 impl Inner {
@@ -238,6 +265,10 @@ struct Svc {
     relays: Mutex<HashMap<u64, Tracked>>,
     next_relay: AtomicU64,
     failures: Mutex<HashMap<(IpAddr, u16), u64>>,
+    /// Servers whose last connect failed (reported once they succeed).
+    failing: Mutex<std::collections::HashSet<(IpAddr, u16)>>,
+    /// `failing.len()`, read without the lock on every successful connect.
+    failing_count: AtomicUsize,
 }
 
 /// A relay or UDP session as the expiry tick sees it.
@@ -284,8 +315,26 @@ impl Svc {
         lock(&self.relays).remove(&id);
     }
 
-    fn count_failure(&self, dest: (IpAddr, u16)) {
+    fn count_failure(&self, inner: &Inner, dest: (IpAddr, u16)) {
         *lock(&self.failures).entry(dest).or_default() += 1;
+        if let Some(obs) = inner.observer.0.get() {
+            if lock(&self.failing).insert(dest) {
+                self.failing_count.fetch_add(1, Ordering::Relaxed);
+            }
+            obs(self.key, SocketAddr::from(dest), false);
+        }
+    }
+
+    fn count_success(&self, inner: &Inner, dest: (IpAddr, u16)) {
+        if self.failing_count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if lock(&self.failing).remove(&dest) {
+            self.failing_count.fetch_sub(1, Ordering::Relaxed);
+            if let Some(obs) = inner.observer.0.get() {
+                obs(self.key, SocketAddr::from(dest), true);
+            }
+        }
     }
 
     /// Advances the director and closes the relays whose entry expired,
@@ -342,8 +391,16 @@ impl Engine {
                 active: AtomicUsize::new(0),
                 relay: AtomicU8::new(DEFAULT_RELAY.code()),
                 rt: tokio::runtime::Handle::current(),
+                observer: ObserverSlot::default(),
             }),
         }
+    }
+
+    /// Registers the connect observer (passive health detection; see the
+    /// crate documentation). Only the first registration counts; returns
+    /// whether this one did.
+    pub fn set_connect_observer(&self, observer: ConnectObserver) -> bool {
+        self.inner.observer.0.set(observer).is_ok()
     }
 
     /// Chooses how relays that start from now on move bytes (default

@@ -139,9 +139,12 @@ async fn schedule(
             return None;
         }
         match connect(SocketAddr::from(dest), timeout).await {
-            Ok(s) => return Some((s, f.conn, dest)),
+            Ok(s) => {
+                svc.count_success(inner, dest);
+                return Some((s, f.conn, dest));
+            }
             Err(e) => {
-                svc.count_failure(dest);
+                svc.count_failure(inner, dest);
                 // The refusal is the server's answer: an outbound RST takes
                 // the entry to CLOSE (a client RST would leave SYN_RECV as
                 // it is, the kernel's guard against spoofed resets).
