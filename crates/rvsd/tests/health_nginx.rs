@@ -222,6 +222,7 @@ fn killed_server_leaves_within_the_bound_and_returns_after_rise() {
     let t_detect = Instant::now();
     let detected_in = t_detect - t0;
     assert!(detected_in <= limit + SLACK, "{detected_in:?}");
+    assert!(!d.server_up(b.addr()), "GET /v1/health still has b up");
     let a_conns = server(&gone, a.addr()).expect("a stays").stats.conns;
     let svc_conns = gone.stats.conns;
 
@@ -260,6 +261,7 @@ fn killed_server_leaves_within_the_bound_and_returns_after_rise() {
         back_in >= earliest,
         "back after {back_in:?}, before {rise} successes could have been seen"
     );
+    assert!(d.server_up(b.addr()), "GET /v1/health has b down");
     let t_back = Instant::now();
     wait_for(Duration::from_secs(10), "traffic reaches b again", || {
         traffic
@@ -376,11 +378,21 @@ fn quorum_lost_brings_the_sorry_server_and_back_removes_it() {
     for _ in 0..10 {
         assert_eq!(who(vip).as_deref(), Ok("sorry"));
     }
+    let h = d.health();
+    assert!(
+        !h.services[0].quorum_up && h.services[0].sorry_in_use,
+        "{h:?}"
+    );
 
     std::fs::write(a.www("health"), "ok\n").unwrap();
     wait_for(limit, "quorum back: the real servers only", || {
         (table(&d) == real).then_some(())
     });
+    let h = d.health();
+    assert!(
+        h.services[0].quorum_up && !h.services[0].sorry_in_use,
+        "{h:?}"
+    );
     let answers: Vec<_> = (0..10).map(|_| who(vip).unwrap()).collect();
     assert!(!answers.iter().any(|n| n == "sorry"), "{answers:?}");
     assert!(answers.iter().any(|n| n == "a"), "{answers:?}");

@@ -299,6 +299,29 @@ impl Daemon {
             .map_err(|e| e.to_string())
     }
 
+    /// `GET /v1/health`: every service's health as the daemon reports it.
+    pub fn health(&self) -> rvs_api::HealthList {
+        let client = rvs_control::Client::new(&self.control);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(client.health())
+            .unwrap()
+    }
+
+    /// Whether `GET /v1/health` reports the server `addr` up.
+    pub fn server_up(&self, addr: SocketAddr) -> bool {
+        let h = self.health();
+        let s = h
+            .services
+            .iter()
+            .flat_map(|s| &s.servers)
+            .find(|s| s.server == addr.to_string())
+            .unwrap_or_else(|| panic!("{addr} not in /v1/health: {h:?}"));
+        s.up
+    }
+
     /// The one service of the daemon's table.
     pub fn service(&self) -> rvs_api::ServiceStatus {
         let mut list = self.try_services().unwrap();
