@@ -890,6 +890,16 @@ fn bad_checker_config_is_refused_with_its_location() {
     let mut d = Daemon::start(&dir, &good);
     let before = d.listing_plain();
     assert_eq!(listed_weight(&before, srv), Some(1), "{before}");
+    let kinds = |d: &Daemon| -> Vec<String> {
+        let h = d.health();
+        h.services
+            .iter()
+            .flat_map(|s| &s.servers)
+            .flat_map(|s| &s.checkers)
+            .map(|c| c.kind.clone())
+            .collect()
+    };
+    assert_eq!(kinds(&d), ["misc"]);
     for (name, text, needle) in [
         ("type", with_check(5, "type = \"icmp\""), "type = "),
         (
@@ -914,6 +924,7 @@ fn bad_checker_config_is_refused_with_its_location() {
             before,
             "a refused reload changed the table"
         );
+        assert_eq!(kinds(&d), ["misc"], "a refused reload changed the checks");
     }
     // The same change without the bad checker is applied.
     std::fs::write(
