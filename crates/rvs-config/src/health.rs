@@ -854,7 +854,7 @@ pub fn server_settings(
     server_timing.check()?;
     check_argv(at.key("notify_up"), &server.notify_up)?;
     check_argv(at.key("notify_down"), &server.notify_down)?;
-    let base = service.map(HealthSpec::timing).unwrap_or_default().clone();
+    let base = service.map(HealthSpec::timing).unwrap_or_default();
     let inherited = server_timing.over(base);
     let mut checkers = Vec::new();
     let mut probes = Vec::new();

@@ -10,6 +10,7 @@
 //! line, sent to the running `rvsd` (see [`ipvsadm`]):
 //! `rvsadm [--control PATH] -Ln`, `rvsadm -A -t 192.0.2.1:80 -s rr`, ...
 
+mod health;
 mod ipvsadm;
 
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use rvs_replay::{Replay, load_rules, parse_events};
 
 const USAGE: &str = "usage:
   rvsadm [--control PATH] <ipvsadm command and options>  (rvsadm -h)
+  rvsadm [--control PATH] health [--json]
   rvsadm replay --rules FILE --events FILE [--seed N]
   rvsadm check --rules FILE";
 
@@ -99,7 +101,21 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let result = if sub.starts_with('-') {
+    // `health` may follow `--control PATH`.
+    let (socket, words) = match (sub.as_str(), args.get(1)) {
+        ("--control", Some(p)) => (Some(std::path::PathBuf::from(p)), &args[2..]),
+        (a, _) if a.starts_with("--control=") => (
+            Some(std::path::PathBuf::from(&a["--control=".len()..])),
+            &args[1..],
+        ),
+        _ => (None, &args[..]),
+    };
+    let result = if words.first().is_some_and(|w| w == "health") {
+        health::run(
+            socket.unwrap_or_else(rvs_control::default_socket_path),
+            &words[1..],
+        )
+    } else if sub.starts_with('-') {
         ipvsadm::run(&args)
     } else {
         subcommand(sub, &args[1..])

@@ -91,16 +91,25 @@ async fn async_run(args: Args) -> ExitCode {
         }
     };
     let engine = engine_for(&loaded.config);
-    if let Err(e) = engine.load(&loaded.services) {
-        eprintln!("rvsd: {e}");
-        return ExitCode::from(2);
-    }
+    let health = match crate::health::Health::start(
+        engine.clone(),
+        &loaded.config.health,
+        loaded.services.clone(),
+        crate::health::specs_of(&loaded.config),
+        random_u64(),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let control_path = args
         .control
         .clone()
         .map(std::path::PathBuf::from)
         .or_else(|| loaded.config.control.socket.clone());
-    let control_path = match start_control(Arc::new(engine.clone()), control_path.as_deref()) {
+    let control_path = match start_control(Arc::new(health.clone()), control_path.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("rvsd: {e}");
@@ -108,7 +117,7 @@ async fn async_run(args: Args) -> ExitCode {
         }
     };
     let metrics = match args.metrics_listen(&loaded.config.metrics) {
-        Some(listen) => match crate::metrics::start(engine.clone(), listen) {
+        Some(listen) => match crate::metrics::start(engine.clone(), Some(health.clone()), listen) {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!("rvsd: {e}");
@@ -145,7 +154,7 @@ async fn async_run(args: Args) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&args, &engine),
+            _ = hup.recv() => reload(&args, &engine, &health),
         }
     }
     engine.shutdown();
@@ -164,8 +173,10 @@ async fn async_run(args: Args) -> ExitCode {
 
 /// SIGHUP: re-read the files and apply only the difference. Changes made
 /// through the API that the files do not contain are undone (the files
-/// are the wanted state); this is logged per operation.
-fn reload(args: &Args, engine: &Engine) {
+/// are the wanted state). Health state is carried over: the difference is
+/// taken against the health-filtered table (see `health`), so a failed
+/// server stays out and checks keep their counters.
+fn reload(args: &Args, engine: &Engine, health: &crate::health::Health) {
     if args.demo {
         tracing::info!("SIGHUP ignored in the demo");
         return;
@@ -177,16 +188,12 @@ fn reload(args: &Args, engine: &Engine) {
             return;
         }
     };
-    let running = engine.rules();
-    let ops = rvs_config::diff(&running, &loaded.services);
     for s in &loaded.config.services {
         engine.set_proxy_protocol(s.config.key, s.proxy_protocol);
     }
-    for op in &ops {
-        tracing::info!(op = ?op, "reload");
-    }
-    match engine.apply_ops(&ops) {
-        Ok(()) => tracing::info!(changes = ops.len(), "reloaded"),
+    let specs = crate::health::specs_of(&loaded.config);
+    match health.load(loaded.services, specs) {
+        Ok(n) => tracing::info!(changes = n, "reloaded"),
         Err(e) => tracing::error!(error = %e, "reload refused; running state unchanged"),
     }
 }

@@ -18,7 +18,9 @@ use rvs_core::model::{DestConfig, Forward, ServiceConfig};
 
 mod daemon;
 mod demo;
+mod health;
 mod metrics;
+mod notify;
 
 /// Command-line options.
 #[derive(Debug, Default, Clone)]

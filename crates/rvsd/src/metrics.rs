@@ -444,10 +444,111 @@ fn encode_process(enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
 }
 
 /// The registry of a daemon: one collector over the engine.
-pub fn registry(engine: Engine) -> Registry {
+pub fn registry(engine: Engine, health: Option<crate::health::Health>) -> Registry {
     let mut r = Registry::default();
     r.register_collector(Box::new(EngineCollector::new(engine)));
+    if let Some(h) = health {
+        r.register_collector(Box::new(HealthCollector { health: h }));
+    }
     r
+}
+
+/// Reads the health runtime at every scrape.
+#[derive(Debug)]
+pub struct HealthCollector {
+    health: crate::health::Health,
+}
+
+impl Collector for HealthCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let report = self.health.report();
+        let mut up = Vec::new();
+        let mut changed = Vec::new();
+        let mut latency = Vec::new();
+        let mut failures = Vec::new();
+        let mut quorum = Vec::new();
+        let mut sorry = Vec::new();
+        for s in &report.services {
+            let svc = service_label(&s.id.0);
+            quorum.push((vec![("service", svc.clone())], i64::from(s.quorum_up)));
+            sorry.push((vec![("service", svc.clone())], i64::from(s.sorry_in_use)));
+            for x in &s.servers {
+                let labels: Labels = vec![("service", svc.clone()), ("server", x.server.clone())];
+                up.push((labels.clone(), i64::from(x.up)));
+                if let Some(t) = x.last_transition_unix {
+                    changed.push((labels.clone(), t));
+                }
+                for (i, c) in x.checkers.iter().enumerate() {
+                    if let Some(ms) = c.last_latency_ms {
+                        let mut l = labels.clone();
+                        l.push(("checker", format!("{i}-{}", c.kind)));
+                        latency.push((l, ms as f64 / 1000.0));
+                    }
+                }
+                for (reason, n) in &x.failures {
+                    let mut l = labels.clone();
+                    l.push(("reason", reason.clone()));
+                    failures.push((l, *n));
+                }
+            }
+        }
+        gauge(
+            &mut enc,
+            Series {
+                name: "rvs_health_up",
+                help: "1 while the real server passes its health checks, 0 while it is down",
+                samples: up,
+            },
+        )?;
+        gauge_f64(
+            &mut enc,
+            Series {
+                name: "rvs_health_last_transition_timestamp_seconds",
+                help: "Unix time of the real server's last change of health state",
+                samples: changed,
+            },
+        )?;
+        gauge_f64(
+            &mut enc,
+            Series {
+                name: "rvs_health_check_latency_seconds",
+                help: "Latency of the checker's last successful probe",
+                samples: latency,
+            },
+        )?;
+        counter(
+            &mut enc,
+            Series {
+                name: "rvs_health_check_failures",
+                help: "Failed probes of the real server's checkers by reason, since it was added",
+                samples: failures,
+            },
+        )?;
+        gauge(
+            &mut enc,
+            Series {
+                name: "rvs_health_quorum_up",
+                help: "1 while the service has quorum",
+                samples: quorum,
+            },
+        )?;
+        gauge(
+            &mut enc,
+            Series {
+                name: "rvs_health_sorry_in_use",
+                help: "1 while the service's sorry server is in its table",
+                samples: sorry,
+            },
+        )?;
+        gauge(
+            &mut enc,
+            Series {
+                name: "rvs_health_probes_in_flight",
+                help: "Health probes running now, all services",
+                samples: vec![(Vec::new(), sat(report.probes_in_flight))],
+            },
+        )
+    }
 }
 
 /// The text of one scrape.
@@ -463,7 +564,11 @@ pub fn render(registry: &Registry) -> String {
 
 /// Binds the metrics address now (so a taken or foreign address is a
 /// startup error) and serves `/metrics` on it until the process exits.
-pub fn start(engine: Engine, listen: SocketAddr) -> Result<SocketAddr, String> {
+pub fn start(
+    engine: Engine,
+    health: Option<crate::health::Health>,
+    listen: SocketAddr,
+) -> Result<SocketAddr, String> {
     let bind_err = |e: std::io::Error| {
         format!(
             "metrics address {listen}: {e} (set [metrics] listen or --metrics ADDR, \
@@ -474,7 +579,7 @@ pub fn start(engine: Engine, listen: SocketAddr) -> Result<SocketAddr, String> {
     std_listener.set_nonblocking(true).map_err(bind_err)?;
     let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let registry = Arc::new(registry(engine));
+    let registry = Arc::new(registry(engine, health));
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
