@@ -192,8 +192,10 @@ fn killed_server_leaves_within_the_bound_and_returns_after_rise() {
     let (interval, timeout, rise) = (500, 500, 2u32);
     let mut config = service(
         vip,
+        // Passive detection off: the bound measured is the active checker's.
         &format!(
-            "delay_loop = 0.5\nconnect_timeout = 0.5\nretry = 0\nwarmup = 0\nrise = {rise}\nfall = 1\n"
+            "passive_fall = 0\n\
+             delay_loop = 0.5\nconnect_timeout = 0.5\nretry = 0\nwarmup = 0\nrise = {rise}\nfall = 1\n"
         ),
     );
     for s in [a.addr(), b.addr()] {
@@ -222,6 +224,7 @@ fn killed_server_leaves_within_the_bound_and_returns_after_rise() {
     let t_detect = Instant::now();
     let detected_in = t_detect - t0;
     assert!(detected_in <= limit + SLACK, "{detected_in:?}");
+    eprintln!("killed server out after {detected_in:?} (bound {limit:?})");
     assert!(!d.server_up(b.addr()), "GET /v1/health still has b up");
     let a_conns = server(&gone, a.addr()).expect("a stays").stats.conns;
     let svc_conns = gone.stats.conns;
@@ -256,6 +259,7 @@ fn killed_server_leaves_within_the_bound_and_returns_after_rise() {
         server(&d.service(), b.addr()).map(|_| ())
     });
     let back_in = t_restart.elapsed();
+    eprintln!("restarted server back after {back_in:?} (rise {rise})");
     let earliest = Duration::from_millis(u64::from(rise - 1) * interval);
     assert!(
         back_in >= earliest,
