@@ -41,11 +41,12 @@
 //!   keepalived, but the handshake itself must complete (the server still
 //!   proves it holds the key of the certificate it shows). With `verify` the
 //!   chain must lead to a root of `ca_file` (PEM) or, without one, to the
-//!   Mozilla roots compiled in (webpki-roots: the same trust on every
-//!   machine and in every container, and nothing read from the system at run
-//!   time; internal servers normally use a private CA given in `ca_file`),
-//!   and the certificate must be valid for the `sni` name, else the `host`,
-//!   else the target IP address. A failed handshake is
+//!   system's roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` or the distribution's
+//!   bundle, read once per process; the operator's own CAs added there are
+//!   trusted, as by the other tools on the machine; a machine without any
+//!   makes such a probe a configuration error), and the certificate must be
+//!   valid for the `sni` name, else the `host` (without a port), else the
+//!   target IP address. A failed handshake is
 //!   [`FailureReason::Tls`].
 //! * **UDP** sends `payload` (16 random bytes when empty) from a connected
 //!   socket. An ICMP port, host or network unreachable (seen as an error on
@@ -53,8 +54,9 @@
 //!   `require_reply`, the first reply must arrive within the timeout
 //!   ([`FailureReason::Timeout`]), start with the pattern and be
 //!   `min_reply_len..=max_reply_len` bytes long ([`FailureReason::BadBody`]);
-//!   `max_reply_len == 0` means no upper limit (keepalived's default is 255,
-//!   which the configuration sets explicitly). Without `require_reply` the
+//!   `max_reply_len == 0` means no upper limit (so keepalived's default of
+//!   255 must be written out by the configuration when `max_reply_length`
+//!   is absent). Without `require_reply` the
 //!   probe succeeds when any reply arrives, **or when nothing at all arrives
 //!   before the timeout** — keepalived's rule. That only shows that no ICMP
 //!   error came back: a firewall that drops ICMP or a host that is down
@@ -67,8 +69,8 @@
 //!   [`FailureReason::BadStatus`], ICMP unreachable is
 //!   [`FailureReason::Unreachable`], silence is [`FailureReason::Timeout`].
 //!   Datagrams that are not a reply to this query are ignored.
-//! * **MISC** runs `argv` with standard input and output on `/dev/null`, in
-//!   a process group of its own. Exit status 0 is success, 1 is
+//! * **MISC** runs `argv` (no shell) with standard input, output and error
+//!   on `/dev/null`, in a process group of its own. Exit status 0 is success, 1 is
 //!   [`FailureReason::ExitCode`]`(1)`; with `dynamic`, 2..=255 is success
 //!   with dynamic weight `status - 2`; without it any other status `s` is
 //!   `ExitCode(s)`. Killed by signal `n`: `ExitCode(-n)`. A program that
@@ -87,14 +89,18 @@
 //! # Bounded concurrency and file descriptors
 //!
 //! A [`Prober`] runs at most `max_in_flight` probes at once; more wait for a
-//! turn. A running probe holds at most one socket (and for MISC one child
-//! process and its pipes-free standard streams), so a prober bounds the
-//! file descriptors health checking can take to `max_in_flight`. The
+//! turn. A running probe holds one socket, or for MISC one child process
+//! (and at most one descriptor to wait for it), so a prober bounds the
+//! file descriptors and processes health checking can take to
+//! `max_in_flight`. The
 //! timeout of a probe runs **from when it gets its turn**, not from the
 //! call: a saturated prober then makes checks late rather than making them
 //! fail, since counting the queueing time would report every slow turn as a
 //! timeout and could take many healthy servers down at once. A caller that
 //! needs an overall bound wraps the call in its own timeout.
+//!
+//! Probes run on the caller's tokio runtime, which needs its I/O and time
+//! drivers, and for MISC probes its signal driver (`enable_all`).
 #![warn(missing_docs)]
 
 use std::net::SocketAddr;

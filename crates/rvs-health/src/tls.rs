@@ -1,7 +1,7 @@
 //! The TLS client side of SSL_GET: one rustls configuration per probe,
 //! built when the probe is prepared.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -11,8 +11,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use rvs_core::probe::TlsProbe;
 
 /// Builds the client configuration of `spec`: SNI on only when a name is
-/// configured, certificates verified against `ca_file` or the compiled-in
-/// Mozilla roots, or not verified at all.
+/// configured, certificates verified against `ca_file` or the system's
+/// roots, or not verified at all.
 pub(crate) fn client_config(spec: &TlsProbe) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -21,9 +21,7 @@ pub(crate) fn client_config(spec: &TlsProbe) -> Result<Arc<ClientConfig>, String
     let mut config = if spec.verify {
         let roots = match &spec.ca_file {
             Some(path) => load_roots(path)?,
-            None => RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            },
+            None => system_roots()?,
         };
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
@@ -41,6 +39,31 @@ pub(crate) fn client_config(spec: &TlsProbe) -> Result<Arc<ClientConfig>, String
 /// Validates an SNI name.
 pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(name.to_owned()).map_err(|e| format!("invalid TLS name {name:?}: {e}"))
+}
+
+/// The system's trusted roots (`SSL_CERT_FILE`, `SSL_CERT_DIR` or the
+/// distribution's bundle), read once per process: probes are prepared
+/// again on every reload, and the bundle holds over a hundred certificates.
+fn system_roots() -> Result<RootCertStore, String> {
+    static ROOTS: OnceLock<Result<RootCertStore, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            // Certificates rustls cannot use are skipped, as browsers do.
+            let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                let why = found
+                    .errors
+                    .first()
+                    .map_or_else(String::new, |e| format!(" ({e})"));
+                return Err(format!(
+                    "TLS: no system CA certificates found{why}; set ca_file to verify"
+                ));
+            }
+            Ok(roots)
+        })
+        .clone()
 }
 
 /// The trusted roots in the PEM file `path`.

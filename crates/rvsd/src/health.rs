@@ -24,7 +24,8 @@
 //!
 //! # The loop
 //!
-//! One task sleeps until the earliest [`ServiceHealth::poll_timeout`] (or a
+//! One task, on a thread and a single-threaded runtime of its own (so
+//! that checks never take a worker from the data plane), sleeps until the earliest [`ServiceHealth::poll_timeout`] (or a
 //! probe result, a data-plane report, a rule change), runs the timers that
 //! are due, and starts the probes they ask for on one shared
 //! [`Prober`] (at most `[health] max_in_flight` at once). Each probe runs
@@ -241,7 +242,18 @@ impl Health {
                 ok,
             });
         }));
-        tokio::spawn(run(h.shared.clone(), rx));
+        // The loop and its probes run on a thread of their own: checks
+        // never take a worker from the data plane, and a probe's wake-ups
+        // stay on one thread.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("health checks: cannot start their runtime: {e}"))?;
+        let shared = h.shared.clone();
+        std::thread::Builder::new()
+            .name("rvsd-health".into())
+            .spawn(move || rt.block_on(run(shared, rx)))
+            .map_err(|e| format!("health checks: cannot start their thread: {e}"))?;
         Ok(h)
     }
 
@@ -563,23 +575,24 @@ impl Shared {
         }
     }
 
-    /// Runs the timers due at `now`: starts probes, applies passive
-    /// retries.
-    fn run_due(&self, now: u64) {
-        let mut st = lock(&self.state);
-        let due: Vec<ServiceKey> = st
-            .services
-            .iter()
-            .filter(|(_, s)| s.health.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| *k)
-            .collect();
+    /// Runs the timers due at `now` (starts probes, applies passive
+    /// retries); returns when the next timer is due.
+    fn run_due(&self, now: u64) -> Option<u64> {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
         let mut notes = Vec::new();
         let mut changed = Vec::new();
-        for key in due {
-            let Some(s) = st.services.get_mut(&key) else {
-                continue;
-            };
+        let mut next: Option<u64> = None;
+        for (&key, s) in st.services.iter_mut() {
+            match s.health.poll_timeout() {
+                Some(t) if t <= now => {}
+                other => {
+                    next = min_opt(next, other);
+                    continue;
+                }
+            }
             let (probes, actions) = s.health.on_timeout(now);
+            next = min_opt(next, s.health.poll_timeout());
             for p in probes {
                 let Some(srv) = s.servers.get(&p.server) else {
                     continue;
@@ -612,9 +625,10 @@ impl Shared {
             }
         }
         for key in changed {
-            self.sync_service(&st, key);
+            self.sync_service(st, key);
         }
-        self.emit(&st, notes);
+        self.emit(st, notes);
+        next
     }
 
     fn handle(&self, events: Vec<Event>) {
@@ -682,13 +696,13 @@ impl Shared {
         }
         self.emit(&st, notes);
     }
+}
 
-    fn next_due(&self) -> Option<u64> {
-        let st = lock(&self.state);
-        st.services
-            .values()
-            .filter_map(|s| s.health.poll_timeout())
-            .min()
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
     }
 }
 
@@ -785,16 +799,17 @@ fn filtered(
 
 /// Least time between two rounds of the loop: timers due and results that
 /// arrive within it are handled together, so a thousand checks spread over
-/// a second cost at most 100 rounds a second rather than a thousand. A
+/// a second cost at most 50 rounds a second rather than a thousand. A
 /// probe starts at most this late, which is small against any
 /// `delay_loop`.
-const COALESCE: Duration = Duration::from_millis(10);
+const COALESCE: Duration = Duration::from_millis(20);
 
 async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Event>) {
     let mut last = tokio::time::Instant::now();
+    let mut next = shared.run_due(now_ms());
     loop {
         let now = now_ms();
-        let sleep = shared.next_due().map_or(Duration::from_secs(3600), |t| {
+        let sleep = next.map_or(Duration::from_secs(3600), |t| {
             Duration::from_millis(t.saturating_sub(now))
         });
         let mut batch = Vec::new();
@@ -814,7 +829,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Event>) {
         if !batch.is_empty() {
             shared.handle(batch);
         }
-        shared.run_due(now_ms());
+        next = shared.run_due(now_ms());
     }
 }
 
@@ -967,4 +982,101 @@ fn is_table_rule(c: &Command) -> bool {
             | Command::EditDest { .. }
             | Command::DeleteDest { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::model::Protocol;
+
+    fn dest(port: u16, weight: u32) -> DestConfig {
+        DestConfig {
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+            forward: Forward::Masq,
+            weight,
+            u_threshold: 10,
+            l_threshold: 0,
+        }
+    }
+
+    #[test]
+    fn the_engine_gets_the_configured_servers_health_keeps_and_the_sorry_server() {
+        let cfg = ServiceConfig::new(ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 80,
+        });
+        let configured = vec![(cfg.clone(), vec![dest(1, 5), dest(2, 3), dest(3, 1)])];
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let (health, _) = ServiceHealth::new(Default::default(), Vec::new(), 0, &mut |_: u64| 0);
+        let mut s = SvcState {
+            spec: None,
+            settings: ServiceHealthSettings::default(),
+            health,
+            servers: HashMap::new(),
+            table: BTreeMap::new(),
+        };
+        // Server 1 up with a dynamic weight, 2 inhibited, 3 out; a sorry server.
+        s.absorb(
+            cfg.key,
+            &[
+                HealthAction::AddDest {
+                    server: at(1),
+                    weight: 7,
+                },
+                HealthAction::AddDest {
+                    server: at(2),
+                    weight: 3,
+                },
+                HealthAction::SetWeight {
+                    server: at(2),
+                    weight: 0,
+                },
+                HealthAction::AddSorry { server: at(9) },
+            ],
+            None,
+        );
+        let services = HashMap::from([(cfg.key, s)]);
+        let got = filtered(&configured, &services);
+        let mut sorry = dest(9, 1);
+        sorry.u_threshold = 0;
+        assert_eq!(got, vec![(cfg, vec![dest(1, 7), dest(2, 0), sorry])]);
+    }
+
+    #[test]
+    fn transitions_are_noted_with_their_cause() {
+        let (health, _) = ServiceHealth::new(Default::default(), Vec::new(), 0, &mut |_: u64| 0);
+        let mut s = SvcState {
+            spec: None,
+            settings: ServiceHealthSettings::default(),
+            health,
+            servers: HashMap::new(),
+            table: BTreeMap::from([(SocketAddr::from(([127, 0, 0, 1], 1)), 1)]),
+        };
+        let key = ServiceKey::FwMark {
+            family: rvs_core::model::Family::V4,
+            mark: 1,
+        };
+        let server = SocketAddr::from(([127, 0, 0, 1], 1));
+        let notes = s.absorb(
+            key,
+            &[
+                HealthAction::RemoveDest { server },
+                HealthAction::Notify {
+                    event: NotifyEvent::ServerDown,
+                    server: Some(server),
+                    reason: Some(TransitionReason::Failed(FailureReason::Refused)),
+                },
+            ],
+            Some(Cause {
+                kind: "tcp",
+                elapsed_ms: 3,
+            }),
+        );
+        assert!(s.table.is_empty());
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].cause.map(|c| c.kind), Some("tcp"));
+        assert_eq!(reason_label(FailureReason::ExitCode(3)), "exit_code");
+    }
 }
