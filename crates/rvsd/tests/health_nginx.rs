@@ -139,6 +139,14 @@ impl Drop for Traffic {
     }
 }
 
+/// A tool these tests need but cannot find fails the test with what to
+/// install; it never lets it pass.
+#[test]
+#[should_panic(expected = "is not installed")]
+fn a_missing_tool_fails_loudly() {
+    require("rvs-no-such-program", "rvs-no-such-package");
+}
+
 /// The ground the health tests stand on: without any health section, two
 /// nginx servers behind the proxy both answer, and the listing counts every
 /// connection to the server that took it.
