@@ -128,8 +128,14 @@ fn routes_parse_and_print() {
         Route::SetTimeouts,
         Route::ListConnections,
         Route::Batch,
+        Route::Health,
     ];
     assert_eq!(all.len(), ENDPOINTS.len());
+    assert_eq!(Route::parse(Method::Get, "/health"), Ok(Route::Health));
+    assert_eq!(
+        Route::parse(Method::Post, "/health"),
+        Err(rvs_api::RouteError::MethodNotAllowed)
+    );
     for (r, ep) in all.iter().zip(ENDPOINTS) {
         assert_eq!(Route::parse(r.method(), &r.path()), Ok(*r));
         assert_eq!(r.method(), ep.method);

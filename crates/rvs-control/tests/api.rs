@@ -434,3 +434,35 @@ fn rustix_is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
+
+#[tokio::test]
+async fn health_keys_against_a_plane_without_checks() {
+    let d = Daemon::start("health");
+    let (s, v) = d.req(Method::Get, "/v1/health", None).await;
+    assert_eq!(s, 404, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("no health checks"));
+    // A bad check is named by its path, before anything else.
+    let bad = r#"{"address":"203.0.113.1:80","server":[{"address":"192.0.2.1:80","check":[{"type":"http","digest":"xyz"}]}]}"#;
+    let (s, v) = d.req(Method::Post, "/v1/services", Some(bad)).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("server[0].check[0].digest: "),
+        "{v}"
+    );
+    // A good one is refused by this data plane, and nothing changes.
+    let good = r#"{"address":"203.0.113.1:80","server":[{"address":"192.0.2.1:80","check":[{"type":"tcp"}]}]}"#;
+    let (s, v) = d.req(Method::Post, "/v1/services", Some(good)).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no health checks"),
+        "{v}"
+    );
+    assert_eq!(d.save().await, "");
+    // Unknown keys in a check are refused as anywhere else.
+    let unknown = r#"{"address":"203.0.113.1:80","server":[{"address":"192.0.2.1:80","check":[{"type":"tcp","bogus":1}]}]}"#;
+    let (s, _) = d.req(Method::Post, "/v1/services", Some(unknown)).await;
+    assert_eq!(s, 400);
+}

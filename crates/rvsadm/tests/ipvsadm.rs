@@ -229,3 +229,18 @@ fn a_server_without_a_method_is_sent_as_masq_with_its_port() {
     d.ok("-e -t 203.0.113.10:80 -r 10.0.0.12:9999 -g");
     assert!(d.ok("-Sn").contains("-r 10.0.0.12:80 -g -w 1\n"));
 }
+
+#[test]
+fn health_needs_a_plane_that_runs_checks() {
+    let d = Daemon::start("health", || 0);
+    let out = d.run("health");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no health checks"), "{err}");
+    let out = d.run("health --bogus");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("usage: rvsadm [--control PATH] health [--json]")
+    );
+}

@@ -176,6 +176,22 @@ fn check(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The probes are prepared as a start would prepare them (TLS settings,
+    // CA files), so that --check refuses what the start would refuse.
+    for s in &loaded.config.services {
+        for (server, h) in &s.health.servers {
+            for p in &h.probes {
+                if let Err(e) = rvs_health::CompiledProbe::new(p.clone()) {
+                    eprintln!(
+                        "{}: service {} server {server}: {e}",
+                        args.config.as_deref().unwrap_or(""),
+                        health::service_name(&s.config.key)
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
     let mut d = Director::new(DirectorConfig {
         sysctls: loaded.config.sysctls(),
         ..DirectorConfig::default()

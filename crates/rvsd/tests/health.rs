@@ -451,3 +451,110 @@ fn checks_come_and_go_with_servers_of_the_api() {
     assert!(server_health(&d.health(), &b_name).is_null());
     assert_eq!(d.table().len(), 1);
 }
+
+#[test]
+fn a_reload_reconfigures_checks_in_place() {
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let a = Backend::any();
+    // Nothing listens here: its check fails from the start.
+    let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let servers = [(a.addr, TCP), (dead, TCP)];
+    let d = Daemon::start(&config(vip, FAST, &servers), &["--no-metrics"]);
+    let dead_name = dead.to_string();
+    d.wait_for("the dead server to leave", || {
+        d.table().len() == 1 && server_health(&d.health(), &dead_name)["up"] == false
+    });
+    let since = server_health(&d.health(), &dead_name)["last_transition_unix"]
+        .as_f64()
+        .unwrap();
+    // Same servers, now with inhibit_on_failure and a slower check.
+    d.reload(&config(
+        vip,
+        "delay_loop = 0.3\nconnect_timeout = 0.5\nretry = 0\nwarmup = 0\ninhibit_on_failure = true",
+        &servers,
+    ));
+    d.wait_for("the failed server at weight 0", || {
+        d.table().contains(&(dead_name.clone(), 0))
+    });
+    let h = d.health();
+    let dh = server_health(&h, &dead_name);
+    // Still down, since the same transition: the state was carried over.
+    assert_eq!(dh["up"], false, "{h}");
+    let now_since = dh["last_transition_unix"].as_f64().unwrap();
+    assert!((now_since - since).abs() < 0.05, "{since} vs {h}");
+    assert_eq!(h["services"][0]["inhibit_on_failure"], true, "{h}");
+    assert_eq!(
+        d.log()
+            .matches(&format!("server {dead_name} of tcp {vip} down"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn notify_commands_get_the_event_service_server_and_reason() {
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let a = Backend::any();
+    let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let dir = Dir::new();
+    let out = dir.0.join("notified");
+    let script = dir.file(
+        "notify.sh",
+        "#!/bin/sh\nprintf '%s|' \"$@\" \"$RVS_EVENT\" \"$RVS_SERVER\" >> \"$1\"\necho >> \"$1\"\n",
+    );
+    let sh = |extra: &str| {
+        format!(
+            "[\"/bin/sh\", \"{}\", \"{}\"{extra}]",
+            script.display(),
+            out.display()
+        )
+    };
+    let dead_checks = format!("notify_down = {}\n{TCP}", sh(""));
+    let cfg = config(
+        vip,
+        &format!("{FAST}\nquorum = 2\nquorum_down = {}", sh(", \"web\"")),
+        &[(a.addr, TCP), (dead, &dead_checks)],
+    );
+    let d = Daemon::start(&cfg, &["--no-metrics"]);
+    let id = format!("tcp-127.0.0.1-{}", vip.port());
+    let want_down = format!(
+        "{}|down|{id}|{dead}|check failed: refused|down|{dead}|",
+        out.display()
+    );
+    let want_quorum = format!("{}|web|quorum_down|{id}|quorum_down||", out.display());
+    d.wait_for("both notifications", || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        text.lines().any(|l| l == want_down) && text.lines().any(|l| l == want_quorum)
+    });
+}
+
+#[test]
+fn check_and_start_refuse_an_unreadable_ca_file() {
+    let dir = Dir::new();
+    let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let cfg = config(
+        vip,
+        "",
+        &[(
+            server,
+            "[[service.server.check]]\ntype = \"https\"\nverify = true\nca_file = \"/nonexistent/ca.pem\"",
+        )],
+    );
+    let path = dir.file("rvsd.toml", &cfg);
+    for extra in [&["--check"][..], &["--no-metrics", "--control"][..]] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rvsd"));
+        cmd.arg("--config").arg(&path).args(extra);
+        if extra.len() > 1 {
+            cmd.arg(dir.0.join("rvsd.sock"));
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("/nonexistent/ca.pem"), "{extra:?}: {err}");
+        assert!(
+            err.contains(&format!("server {server}")),
+            "{extra:?}: {err}"
+        );
+    }
+}
