@@ -19,10 +19,10 @@
 #     VIPs of DR and TUN on lo, replies from the private net via the director
 #   gen 192.0.2.50 (lan): the raw-rate generator
 #
-#   VIP 203.0.113.10  rvs DR     (tcp 80 rr, tcp+udp 5201 sh, udp 9 raw rate)
-#   VIP 203.0.113.11  rvs NAT    (to 198.51.100.2x)
-#   VIP 203.0.113.12  rvs TUN    (IPIP to 192.0.2.2x)
-#   VIP 203.0.113.13  nftables   (DNAT to 198.51.100.2x)
+#   VIP 203.0.113.10  rvs DR     (tcp 80 rr, tcp+udp 5210 sh, udp 9 raw rate)
+#   VIP 203.0.113.11  rvs NAT    (tcp 80 rr, tcp+udp 5220 sh, to 198.51.100.2x)
+#   VIP 203.0.113.12  rvs TUN    (tcp 80 rr, tcp+udp 5212 sh, IPIP to 192.0.2.2x)
+#   VIP 203.0.113.13  nftables   (tcp 80 numgen, tcp+udp 5220 jhash, DNAT to 198.51.100.2x)
 #
 # Every veth end has `tso gso gro tx` off, for every peer alike: the packet
 # plane needs it (AF_PACKET, no PACKET_VNET_HDR), and it slows the kernel
@@ -140,14 +140,26 @@ for i in 0 1; do
     net.ipv4.conf.lo.rp_filter=0
   ip -n "$n" rule add from 198.51.100.0/24 table 100
   ip -n "$n" route add default via 198.51.100.1 table 100
-  # The raw-rate frames end here: dropped before the stack (no ICMP).
+  # The raw-rate frames end here, dropped before the stack; so are the
+  # IPIP packets once the userspace decapsulator (whose socket sees them
+  # first) has taken them, or the kernel would answer each with an ICMP
+  # protocol unreachable.
   nsx "$n" nft -f - <<'EOF'
-table inet sink { chain pre { type filter hook prerouting priority raw; udp dport 9 drop; } }
+table inet sink {
+  chain pre {
+    type filter hook prerouting priority raw
+    udp dport 9 drop
+    meta nfproto ipv4 ip protocol 4 drop
+  }
+}
 EOF
 done
 
 # ---- real servers -----------------------------------------------------------
+# nginx's workers run unprivileged: the document root must be readable.
+chmod 755 "$WORK"
 head -c 128 /dev/zero | tr '\0' 'x' > "$WORK/index.html"
+chmod 644 "$WORK/index.html"
 for i in 0 1; do
   d=$WORK/nginx$i
   mkdir -p "$d/logs"
@@ -165,7 +177,13 @@ http {
 EOF
   nsx "${RS[$i]}" nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
   ln -sf "$d/nginx.pid" "$WORK/nginx$i.pid"
-  nsx "${RS[$i]}" iperf3 -s -p 5201 -D -I "$WORK/iperf$i.pid" >/dev/null
+  # One iperf3 server per path, each bound to the address its traffic
+  # arrives at: an unbound UDP socket would answer from the address of the
+  # main route (192.0.2.2x) rather than the VIP (DR, TUN) or the private
+  # address whose policy route leads back through the director (NAT).
+  for b in "192.0.2.2$((i + 1)):5201" "203.0.113.10:5210" "203.0.113.12:5212" "198.51.100.2$((i + 1)):5220"; do
+    nsx "${RS[$i]}" iperf3 -s -B "${b%:*}" -p "${b#*:}" -D -I "$WORK/iperf$i-${b#*:}.pid" >/dev/null
+  done
 done
 
 # Waits until a TCP connect from the client to $1:$2 succeeds (bounded).
@@ -188,7 +206,7 @@ table ip pbdnat {
     type nat hook prerouting priority dstnat;
     ip daddr 203.0.113.13 tcp dport 80 dnat to numgen inc mod 2 map { 0 : 198.51.100.21, 1 : 198.51.100.22 }
     # iperf3's control and data connections must reach one server.
-    ip daddr 203.0.113.13 meta l4proto { tcp, udp } th dport 5201 dnat to jhash ip saddr mod 2 map { 0 : 198.51.100.21, 1 : 198.51.100.22 }
+    ip daddr 203.0.113.13 meta l4proto { tcp, udp } th dport 5220 dnat to jhash ip saddr mod 2 map { 0 : 198.51.100.21, 1 : 198.51.100.22 }
   }
 }
 EOF
@@ -200,32 +218,32 @@ cat > "$WORK/rvs.rules" <<'EOF'
 -A -t 203.0.113.10:80 -s rr
 -a -t 203.0.113.10:80 -r 192.0.2.21:80 -g
 -a -t 203.0.113.10:80 -r 192.0.2.22:80 -g
--A -t 203.0.113.10:5201 -s sh
--a -t 203.0.113.10:5201 -r 192.0.2.21:5201 -g
--a -t 203.0.113.10:5201 -r 192.0.2.22:5201 -g
--A -u 203.0.113.10:5201 -s sh
--a -u 203.0.113.10:5201 -r 192.0.2.21:5201 -g
--a -u 203.0.113.10:5201 -r 192.0.2.22:5201 -g
+-A -t 203.0.113.10:5210 -s sh
+-a -t 203.0.113.10:5210 -r 192.0.2.21:5210 -g
+-a -t 203.0.113.10:5210 -r 192.0.2.22:5210 -g
+-A -u 203.0.113.10:5210 -s sh
+-a -u 203.0.113.10:5210 -r 192.0.2.21:5210 -g
+-a -u 203.0.113.10:5210 -r 192.0.2.22:5210 -g
 -A -u 203.0.113.10:9 -s rr
 -a -u 203.0.113.10:9 -r 192.0.2.21:9 -g
 -A -t 203.0.113.11:80 -s rr
 -a -t 203.0.113.11:80 -r 198.51.100.21:80 -m
 -a -t 203.0.113.11:80 -r 198.51.100.22:80 -m
--A -t 203.0.113.11:5201 -s sh
--a -t 203.0.113.11:5201 -r 198.51.100.21:5201 -m
--a -t 203.0.113.11:5201 -r 198.51.100.22:5201 -m
--A -u 203.0.113.11:5201 -s sh
--a -u 203.0.113.11:5201 -r 198.51.100.21:5201 -m
--a -u 203.0.113.11:5201 -r 198.51.100.22:5201 -m
+-A -t 203.0.113.11:5220 -s sh
+-a -t 203.0.113.11:5220 -r 198.51.100.21:5220 -m
+-a -t 203.0.113.11:5220 -r 198.51.100.22:5220 -m
+-A -u 203.0.113.11:5220 -s sh
+-a -u 203.0.113.11:5220 -r 198.51.100.21:5220 -m
+-a -u 203.0.113.11:5220 -r 198.51.100.22:5220 -m
 -A -t 203.0.113.12:80 -s rr
 -a -t 203.0.113.12:80 -r 192.0.2.21:80 -i
 -a -t 203.0.113.12:80 -r 192.0.2.22:80 -i
--A -t 203.0.113.12:5201 -s sh
--a -t 203.0.113.12:5201 -r 192.0.2.21:5201 -i
--a -t 203.0.113.12:5201 -r 192.0.2.22:5201 -i
--A -u 203.0.113.12:5201 -s sh
--a -u 203.0.113.12:5201 -r 192.0.2.21:5201 -i
--a -u 203.0.113.12:5201 -r 192.0.2.22:5201 -i
+-A -t 203.0.113.12:5212 -s sh
+-a -t 203.0.113.12:5212 -r 192.0.2.21:5212 -i
+-a -t 203.0.113.12:5212 -r 192.0.2.22:5212 -i
+-A -u 203.0.113.12:5212 -s sh
+-a -u 203.0.113.12:5212 -r 192.0.2.21:5212 -i
+-a -u 203.0.113.12:5212 -r 192.0.2.22:5212 -i
 EOF
 RVSD_PID=
 rvs_up() {
@@ -255,6 +273,7 @@ decap_up() {
 decap_down() { for p in "${DECAP_PIDS[@]}"; do stop_pid "$p"; done; }
 
 declare -A HOST=([direct]=192.0.2.21 [dr]=203.0.113.10 [nat]=203.0.113.11 [tun]=203.0.113.12 [nft]=203.0.113.13)
+declare -A PERF=([direct]=5201 [dr]=5210 [nat]=5220 [tun]=5212 [nft]=5220)
 
 # ---- measurements -----------------------------------------------------------
 BOUND=$((DUR + 30))
@@ -266,9 +285,9 @@ measure() {
     "http://$host/index.html" > "$OUT/$peer-ka-$run.txt" || true
   nsx "$CL" timeout $BOUND wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H "Connection: close" \
     "http://$host/index.html" > "$OUT/$peer-close-$run.txt" || true
-  nsx "$CL" timeout $BOUND iperf3 -c "$host" -p 5201 -t "$DUR" -J > "$OUT/$peer-iperf-$run.json" || true
+  nsx "$CL" timeout $BOUND iperf3 -c "$host" -p "${PERF[$peer]}" -t "$DUR" -J > "$OUT/$peer-iperf-$run.json" || true
   for rate in $UDP_RATES; do
-    nsx "$CL" timeout $((UDP_STEP + 20)) iperf3 -c "$host" -p 5201 -u -l 64 -b $((rate * 64 * 8)) \
+    nsx "$CL" timeout $((UDP_STEP + 20)) iperf3 -c "$host" -p "${PERF[$peer]}" -u -l 64 -b $((rate * 64 * 8)) \
       -t "$UDP_STEP" -J > "$OUT/$peer-udp$rate-$run.json" || true
     # Past a clear overload the higher rates only add time.
     python3 - "$OUT/$peer-udp$rate-$run.json" <<'PY' || break
@@ -282,6 +301,17 @@ PY
   done
 }
 
+# CPU time (clock ticks, user + system) of rvsd's worker threads.
+worker_ticks() {
+  local t sum=0 f
+  for t in /proc/"$RVSD_PID"/task/*; do
+    grep -q '^rvs-packet' "$t/comm" 2>/dev/null || continue
+    f=$(sed 's/.*) //' "$t/stat")
+    sum=$((sum + $(echo "$f" | awk '{print $12 + $13}')))
+  done
+  echo "$sum"
+}
+
 # The raw rate: 64-byte UDP frames from the generator's namespace to the
 # director's MAC, DR to rs0 by one worker; counted on the wire at rs0.
 raw_rate() {
@@ -290,15 +320,18 @@ raw_rate() {
   rx0=$(nsx "${RS[0]}" cat /sys/class/net/eth0/statistics/rx_packets)
   drx0=$(nsx "$DIR" cat /sys/class/net/eth0/statistics/rx_packets)
   m0=$(metrics)
-  local g
+  local g w0 w1
+  w0=$(worker_ticks)
   g=$(nsx "$GEN_NS" timeout $BOUND "$GEN" eth0 "$mac" 192.0.2.50 203.0.113.10 9 "$RAW_COUNT" "$DUR" "$RAW_FLOWS")
   sleep 1
+  w1=$(worker_ticks)
   rx1=$(nsx "${RS[0]}" cat /sys/class/net/eth0/statistics/rx_packets)
   drx1=$(nsx "$DIR" cat /sys/class/net/eth0/statistics/rx_packets)
   m1=$(metrics)
-  python3 - "$run" "$g" "$rx0" "$rx1" "$drx0" "$drx1" <(echo "$m0") <(echo "$m1") >> "$OUT/raw.tsv" <<'PY'
+  python3 - "$run" "$g" "$rx0" "$rx1" "$drx0" "$drx1" <(echo "$m0") <(echo "$m1") \
+    "$(( (w1 - w0) ))" "$(getconf CLK_TCK)" >> "$OUT/raw.tsv" <<'PY'
 import re, sys
-run, g, rx0, rx1, drx0, drx1, m0, m1 = sys.argv[1:9]
+run, g, rx0, rx1, drx0, drx1, m0, m1, ticks, hz = sys.argv[1:11]
 sent, secs = g.split()
 def counters(path):
     c = {}
@@ -310,7 +343,8 @@ a, b = counters(m0), counters(m1)
 d = {k: b.get(k, 0) - a.get(k, 0) for k in b}
 got = int(rx1) - int(rx0)
 print("\t".join(map(str, ["raw", run, sent, secs, int(drx1) - int(drx0), d.get("received", 0),
-    d.get("transmitted", 0), d.get("rx_ring_full", 0), d.get("tx_ring_full", 0), got])))
+    d.get("transmitted", 0), d.get("rx_ring_full", 0), d.get("tx_ring_full", 0), got,
+    int(ticks) / int(hz)])))
 PY
 }
 
@@ -418,14 +452,17 @@ for p in ["dr", "nat", "tun"]:
     print(f"| {names[p]} / nftables | {ratio(p,'nft',0)} | {ratio(p,'nft',2)} | {ratio(p,'nft',4)} | {ratio(p,'nft',6)} | {ratio(p,'nft',8)} | {ratio(p,'nft',9)} | {ratio(p,'nft',11)} |")
 if raw:
     m = lambda i: statistics.median(x[i] for x in raw)
-    sent, secs, drx, rx, tx, rxfull, txfull, got = (m(i) for i in range(8))
+    sent, secs, drx, rx, tx, rxfull, txfull, got, cpu = (m(i) for i in range(9))
     print(f"\nRaw rate of the data plane (DR, one worker, UDP to 203.0.113.10:9, {flows} flows): the `frame_gen` example sends 64-byte "
           f"frames (60 + FCS) through an AF_PACKET TX ring (qdisc bypassed) from its own namespace to the director's MAC for up to {dur} s; "
-          f"the frames are counted at the director's eth0, by rvsd, and on rs0's eth0. Medians of {len(raw)} run(s):\n")
-    print("| offered frames/s | director eth0 received/s | rvsd took from the ring/s | rvsd transmitted/s | delivered to rs0 frames/s | loss | of which: RX ring full | TX ring full |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"the frames are counted at the director's eth0, by rvsd, and on rs0's eth0; the worker thread's CPU time comes from "
+          f"`/proc/PID/task/TID/stat`. Medians of {len(raw)} run(s):\n")
+    print("| offered frames/s | director eth0 received/s | rvsd took from the ring/s | rvsd transmitted/s | delivered to rs0 frames/s | loss | RX ring full | TX ring full | worker CPU busy | frames per worker CPU-second |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     loss = (sent - got) / sent * 100 if sent else 0
-    print(f"| {sent/secs:,.0f} | {drx/secs:,.0f} | {rx/secs:,.0f} | {tx/secs:,.0f} | {got/secs:,.0f} | {loss:.1f} % | {rxfull:,.0f} | {txfull:,.0f} |")
+    busy = cpu / secs * 100 if secs else 0
+    per_cpu = tx / cpu if cpu else 0
+    print(f"| {sent/secs:,.0f} | {drx/secs:,.0f} | {rx/secs:,.0f} | {tx/secs:,.0f} | {got/secs:,.0f} | {loss:.1f} % | {rxfull:,.0f} | {txfull:,.0f} | {busy:.0f} % | {per_cpu:,.0f} |")
 PY
 python3 - bench/RESULTS.md "$OUT/section.md" <<'PY'
 import sys
