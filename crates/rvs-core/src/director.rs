@@ -1312,6 +1312,25 @@ impl Director {
         }
     }
 
+    /// Counts a packet related to a connection (an ICMP error about one of
+    /// its packets) in the statistics of its server, service and the
+    /// director, as `ip_vs_in_icmp`/`ip_vs_out_icmp` do: `inbound` for one
+    /// going to the real server. The connection's state and timer are left
+    /// alone. Returns false when the connection does not exist.
+    pub fn count_related(&mut self, conn: ConnRef, inbound: bool, len: u32) -> bool {
+        let dest = match conn.family {
+            Family::V4 => self.v4.is_live(conn.id).then(|| self.v4.get(conn.id).dest),
+            Family::V6 => self.v6.is_live(conn.id).then(|| self.v6.get(conn.id).dest),
+        };
+        match dest {
+            Some(d) => {
+                self.core.packet_stats(d, inbound, len);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether `addr` is the virtual address of a TCP, UDP or SCTP service
     /// (fwmark services have no address of their own). A scan of the
     /// services: for rare packets (fragments), not for every packet.

@@ -1824,3 +1824,28 @@ fn is_virtual_address_knows_service_addresses_only() {
     d.del_service(&udp_key(53)).unwrap();
     assert!(!d.is_virtual_address(ip(VIP)));
 }
+
+#[test]
+fn count_related_counts_without_touching_state() {
+    let mut d = director();
+    d.add_service(ServiceConfig::new(tcp_key(80))).unwrap();
+    d.add_dest(&tcp_key(80), dest("192.0.2.11", 80, Forward::Masq, 1))
+        .unwrap();
+    let f = fwd(d.inbound(&tcp("198.51.100.7", 40000, 80, TcpFlags::SYN), 0));
+    let before = conn_of(&d, "198.51.100.7", 40000, 80);
+    d.advance(1000);
+    assert!(d.count_related(f.conn, true, 100));
+    assert!(d.count_related(f.conn, false, 70));
+    let s = d.service(&tcp_key(80)).unwrap().stats;
+    assert_eq!((s.inpkts, s.inbytes), (2, u64::from(TCP_LEN) + 100));
+    assert_eq!((s.outpkts, s.outbytes), (1, 70));
+    let after = conn_of(&d, "198.51.100.7", 40000, 80);
+    assert_eq!(after.state, before.state);
+    assert_eq!(
+        after.expires_ms,
+        before.expires_ms - 1000,
+        "timer not restarted"
+    );
+    d.advance(61_000);
+    assert!(!d.count_related(f.conn, true, 1));
+}

@@ -37,3 +37,37 @@ pub fn checksum_adjust(check: u16, old: &[u8], new: &[u8]) -> u16 {
     }
     checksum_fold(sum)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: the sum of these bytes is 0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum_fold(checksum_sum(0, &data)), !0xddf2);
+    }
+
+    proptest! {
+        #[test]
+        fn incremental_update_equals_recomputation(
+            mut data in proptest::collection::vec(any::<u8>(), 2..200),
+            at in any::<usize>(),
+            new in any::<[u8; 4]>(),
+        ) {
+            let len = data.len() & !1;
+            data.truncate(len);
+            let n = if len >= 4 { 4 } else { 2 };
+            let at = (at % (len - n + 1)) & !1;
+            let before = checksum_fold(checksum_sum(0, &data));
+            let old = data[at..at + n].to_vec();
+            data[at..at + n].copy_from_slice(&new[..n]);
+            let after = checksum_fold(checksum_sum(0, &data));
+            let adjusted = checksum_adjust(before, &old, &new[..n]);
+            // 0x0000 and 0xffff are the same one's-complement value.
+            prop_assert!(adjusted == after || (adjusted ^ after) == 0xffff && (after == 0 || after == 0xffff));
+        }
+    }
+}

@@ -71,10 +71,12 @@ pub struct RxMeta {
 pub struct ForwarderConfig {
     /// The director of this shard.
     pub director: DirectorConfig,
-    /// `pmtu_disc`: a packet too big for the route with DF set (and every
-    /// too-big IPv6 packet) is answered with ICMP fragmentation needed /
-    /// packet too big. When false, too-big packets are dropped and counted
-    /// ([`DropReason::TooBig`]); this forwarder does not fragment.
+    /// `pmtu_disc`: a too-big IPv4 packet with DF set for a tunnelled server
+    /// is answered with ICMP fragmentation needed. When false the kernel
+    /// would fragment it; this forwarder does not fragment and drops it
+    /// ([`DropReason::TooBig`]). Too-big IPv4 packets with DF for NAT and DR
+    /// servers, and too-big IPv6 packets, are always answered (fragmentation
+    /// needed / packet too big); too-big IPv4 packets without DF are dropped.
     pub pmtu_disc: bool,
     /// Source-port range of GUE packets (the kernel's
     /// `ip_local_port_range`, 32768..=60999 by default); the port is a hash
@@ -564,6 +566,7 @@ impl Forwarder {
             };
             if let Verdict::Forward { .. } = v {
                 self.counters.icmp_forwarded += 1;
+                self.director.count_related(conn, true, ip.len() as u32);
             }
             return v;
         }
@@ -589,6 +592,7 @@ impl Forwarder {
             let v = self.plain_icmp(cx, ip, tr, ip.dst, nb);
             if let Verdict::Forward { .. } = v {
                 self.counters.icmp_forwarded += 1;
+                self.director.count_related(conn, false, ip.len() as u32);
             }
             return v;
         }
@@ -639,7 +643,11 @@ impl Forwarder {
         }
         let mtu = usize::from(nh.mtu);
         if ip.len() + overhead > mtu {
-            if icmp_ok && self.cfg.pmtu_disc && ip.df {
+            // IPv6 is never fragmented on the way; IPv4 with DF is not,
+            // except that `pmtu_disc` off lets tunnels fragment (which
+            // this forwarder cannot: it drops instead).
+            let tell = ip.v6 || (ip.df && (overhead == 0 || self.cfg.pmtu_disc));
+            if icmp_ok && tell {
                 let room = mtu.saturating_sub(overhead);
                 let report = if ip.v6 { room.max(1280) } else { room.max(68) };
                 return Err(self.reply(
@@ -753,8 +761,13 @@ impl Forwarder {
             at: at(c.at),
             udp4: c.udp4,
         });
-        let both: Vec<CsumField> = inner_ip.into_iter().chain(inner_l4).collect();
-        replace(out, at(tr.inner_addr_at), &addr[..n], &both);
+        let mut both = [CsumField { at: 0, udp4: false }; 2];
+        let mut k = 0;
+        for c in inner_ip.into_iter().chain(inner_l4) {
+            both[k] = c;
+            k += 1;
+        }
+        replace(out, at(tr.inner_addr_at), &addr[..n], &both[..k]);
         replace(
             out,
             at(tr.inner_port_at),

@@ -24,6 +24,46 @@
 //! ICMP and ICMPv6 errors are matched to their connection through the
 //! embedded header and translated (NAT) or forwarded with it (DR, TUN).
 //!
+//! # Use
+//! ```
+//! use std::net::IpAddr;
+//! use rvs_forward::{Forwarder, ForwarderConfig, Neighbours, NextHop, RxMeta, Verdict};
+//!
+//! /// The I/O layer's view of routes and neighbours (from netlink).
+//! struct Kernel;
+//! impl Neighbours for Kernel {
+//!     fn next_hop(&self, _dst: IpAddr) -> Option<NextHop> {
+//!         None
+//!     }
+//! }
+//!
+//! let mut fw = Forwarder::new(ForwarderConfig::default());
+//! // Services and servers are configured on the director:
+//! // fw.director_mut().add_service(..), .add_dest(..).
+//! let arp = [0xffu8; 6]
+//!     .iter()
+//!     .chain(&[2, 0, 0, 0, 0, 1, 0x08, 0x06])
+//!     .chain(&[0u8; 28])
+//!     .copied()
+//!     .collect::<Vec<u8>>();
+//! let mut out = vec![0u8; 2048];
+//! let meta = RxMeta { iface: 2, ..RxMeta::default() };
+//! match fw.process(&arp, &meta, &mut out, &Kernel, 0) {
+//!     Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => {
+//!         // transmit out[..len] on iface
+//!         let _ = (iface, len);
+//!     }
+//!     Verdict::NeedNeighbour { ip, iface } => {
+//!         // ask the kernel to resolve ip on iface
+//!         let _ = (ip, iface);
+//!     }
+//!     Verdict::Pass | Verdict::Drop(_) => {}
+//! }
+//! assert_eq!(fw.counters().passed, 1);
+//! // Between frames, move time on so connections expire:
+//! fw.advance(1000);
+//! ```
+//!
 //! # Output buffer
 //! Every frame that leaves is written into `out`; the received frame is
 //! never modified. With AF_PACKET a copy from the receive slot to a
@@ -48,9 +88,9 @@
 //! - **MTU**: a packet bigger than the route's MTU (less the tunnel
 //!   overhead) is answered with fragmentation needed (IPv4 with DF) or packet
 //!   too big (IPv6) from the address it was sent to, quoting as much as fits
-//!   in 576 / 1280 bytes. Packets without DF, and every too-big packet when
-//!   `pmtu_disc` is off, are dropped: this forwarder does not fragment (the
-//!   kernel would). The I/O layer must turn GSO/TSO/GRO off (or segment):
+//!   in 576 / 1280 bytes. IPv4 packets without DF, and tunnelled IPv4
+//!   packets when `pmtu_disc` is off, are dropped: this forwarder does not
+//!   fragment (the kernel would). The I/O layer must turn GSO/TSO/GRO off (or segment):
 //!   a GSO super-frame is just a too-big packet here.
 //! - **Partial checksums** (`TP_STATUS_CSUMNOTREADY`): the TCP/UDP checksum
 //!   (SCTP's CRC32c) is computed in full on the output instead of being
@@ -64,7 +104,8 @@
 //!   (as the kernel does for packets that are not CHECKSUM_PARTIAL).
 //! - **ICMP errors** matched to a connection follow it (NAT: translated, all
 //!   checksums fixed; DR/TUN: forwarded or encapsulated as they are). They
-//!   do not change the connection's state or timer, nor its statistics.
+//!   count in the connection's statistics but do not change its state or
+//!   timer, as in IPVS.
 //!   Errors matching nothing, and informational ICMP, are the host's
 //!   ([`Verdict::Pass`]).
 //! - **Replies** are looked up first (NAT only: the director's reply index),

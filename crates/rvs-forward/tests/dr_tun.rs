@@ -362,7 +362,7 @@ fn too_big_with_df_gets_fragmentation_needed() {
 }
 
 #[test]
-fn too_big_without_df_or_without_pmtu_disc_is_dropped() {
+fn too_big_without_df_or_tunnelled_without_pmtu_disc_is_dropped() {
     let mut fw = tun(VIP4, RS4, Tunnel::default());
     let mut big = with_payload(1490 - 40);
     set_df(&mut big, false);
@@ -387,6 +387,22 @@ fn too_big_without_df_or_without_pmtu_disc_is_dropped() {
     );
     assert_eq!(fw.counters().dropped(DropReason::TooBig), 1);
     assert_eq!(fw.counters().icmp_sent, 0);
+
+    // pmtu_disc only concerns tunnels: DR still answers DF packets.
+    let mut fw = rvs_forward::Forwarder::new(ForwarderConfig {
+        pmtu_disc: false,
+        ..ForwarderConfig::default()
+    });
+    service(
+        &mut fw,
+        key(Protocol::Tcp, VIP4, 80),
+        dest(RS4, 80, Forward::Route),
+    );
+    let mut t = table();
+    t.hops.get_mut(&ip(RS4)).unwrap().mtu = 1000;
+    let (v, reply) = run_meta(&mut fw, &big, &meta(CLIENT_IF), &t, 0);
+    assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
+    check_frag_needed(&reply, &big, 1000);
 }
 
 #[test]

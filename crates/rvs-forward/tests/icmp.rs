@@ -180,6 +180,15 @@ fn nat_server_side_error_is_translated_to_the_client() {
     let (s, sp, d, dp) = quoted(&out[42..], true);
     assert_eq!((s, sp), (ip(CLIENT4), 40000));
     assert_eq!((d, dp), (ip(VIP4), 80), "quoted destination: the VIP");
+    // Counted as an outgoing packet of the connection; its state unchanged.
+    let st = fw
+        .director()
+        .service(&key(Protocol::Tcp, VIP4, 80))
+        .unwrap()
+        .stats;
+    assert_eq!((st.inpkts, st.outpkts), (1, 1));
+    assert_eq!(st.outbytes, (err.len() - 14) as u64);
+    assert_eq!(fw.director().connections()[0].state, "SYN_RECV");
 }
 
 #[test]

@@ -260,3 +260,40 @@ fn sctp_nat_rewrites_ports_and_keeps_the_crc() {
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].proto, 132);
 }
+
+#[test]
+fn sctp_dr_with_partial_crc_gets_it_finished() {
+    let mut fw = forwarder();
+    service(
+        &mut fw,
+        key(Protocol::Sctp, VIP4, 3868),
+        dest(RS4, 3868, Forward::Route),
+    );
+    let mut init = sctp_init((CLIENT4, 5000), (VIP4, 3868));
+    init[34 + 8..34 + 12].copy_from_slice(&[0; 4]);
+    let m = rvs_forward::RxMeta {
+        iface: CLIENT_IF,
+        csum_not_ready: true,
+        fwmark: 0,
+    };
+    let (v, out) = run_meta(&mut fw, &init, &m, &table(), 0);
+    assert!(
+        matches!(
+            v,
+            Verdict::Forward {
+                iface: SERVER_IF,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert_eq!(&out[0..6], &RS_MAC);
+    let mut z = out[34..].to_vec();
+    z[8..12].copy_from_slice(&[0; 4]);
+    assert_eq!(&out[34 + 8..34 + 12], &crc32c(&z).to_le_bytes());
+    assert_eq!(
+        &out[34..34 + 8],
+        &init[34..34 + 8],
+        "ports and tag unchanged"
+    );
+}

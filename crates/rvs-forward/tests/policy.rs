@@ -391,3 +391,61 @@ fn traffic_for_others_is_passed() {
     assert_eq!(fw.counters().passed, 4);
     assert!(fw.director().connections().is_empty());
 }
+
+#[test]
+fn one_packet_scheduling_spreads_every_datagram() {
+    let mut fw = forwarder();
+    let k = key(Protocol::Udp, VIP4, 53);
+    let mut cfg = ServiceConfig::new(k);
+    cfg.scheduler = SchedulerKind::Rr;
+    cfg.one_packet = true;
+    fw.director_mut().add_service(cfg).unwrap();
+    for r in [RS4, RS4B] {
+        fw.director_mut()
+            .add_dest(&k, dest(r, 53, Forward::Route))
+            .unwrap();
+    }
+    let q = udp_frame(
+        (CLIENT4, 5353),
+        (VIP4, 53),
+        b"q",
+        (ROUTER_MAC, DIRECTOR_MAC),
+    );
+    let macs: Vec<Mac> = (0..4)
+        .map(|t| mac_of(&sent(run(&mut fw, &q, CLIENT_IF, t), SERVER_IF)))
+        .collect();
+    assert_eq!(macs, vec![RS_MAC_B, RS_MAC, RS_MAC_B, RS_MAC]);
+    assert!(fw.director().connections().is_empty(), "no entry stays");
+}
+
+#[test]
+fn hop_limit_one_gets_icmpv6_time_exceeded() {
+    let mut fw = forwarder();
+    service(
+        &mut fw,
+        key(Protocol::Tcp, VIP6, 80),
+        dest(RS6, 80, Forward::Route),
+    );
+    let mut syn = tcp_frame(
+        (CLIENT6, 1),
+        (VIP6, 80),
+        Tcp::Syn,
+        b"",
+        (ROUTER_MAC, DIRECTOR_MAC),
+    );
+    syn[14 + 7] = 1;
+    let (v, reply) = run(&mut fw, &syn, CLIENT_IF, 0);
+    assert!(
+        matches!(
+            v,
+            Verdict::Reply {
+                iface: CLIENT_IF,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert_eq!((reply[54], reply[55]), (3, 0));
+    assert_eq!(&reply[22..38], &v6(VIP6));
+    assert_eq!(&reply[62..], &syn[14..]);
+}
