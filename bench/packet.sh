@@ -33,8 +33,10 @@
 #
 # Other knobs: CONNS (wrk connections, 50), WORKERS (rvsd workers, 1),
 # UDP_RATES (offered packets/s of the UDP sweep), UDP_STEP (seconds per
-# step, 2), RAW_COUNT (frames per raw-rate run, 30 M), LABEL (a line put
-# above the tables, e.g. that the machine was busy).
+# step, 2), RAW_COUNT (frames per raw-rate run, 30 M), RAW_FLOWS (64),
+# LABEL (a line put above the tables, e.g. that the machine was busy),
+# PERF_RAW=1 (profile rvsd with `perf record` during the raw rate; the
+# report goes to target/bench-packet/raw-RUN.profile.txt).
 #
 # Writes the medians and ratios into bench/RESULTS.md between
 # `<!-- packet-bench:start -->` and `<!-- packet-bench:end -->`, and the raw
@@ -45,7 +47,7 @@ RUNS=${RUNS:-3}
 DUR=${DUR:-10}
 CONNS=${CONNS:-50}
 WORKERS=${WORKERS:-1}
-UDP_RATES=${UDP_RATES:-25000 50000 100000 200000 400000}
+UDP_RATES=${UDP_RATES:-10000 20000 40000 80000 160000}
 UDP_STEP=${UDP_STEP:-2}
 RAW_COUNT=${RAW_COUNT:-30000000}
 RAW_FLOWS=${RAW_FLOWS:-64}
@@ -103,6 +105,11 @@ offloads_off() { nsx "$1" ethtool -K "$2" tso off gso off gro off tx off >/dev/n
 
 # ---- topology ---------------------------------------------------------------
 for n in "${ALL_NS[@]}"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+# Bridged frames skip netfilter in the switch (br_netfilter would run every
+# frame of every peer through the hooks there; a real switch does not).
+for k in iptables ip6tables arptables; do
+  nsx "$SW" sysctl -q -w "net.bridge.bridge-nf-call-$k=0" 2>/dev/null || true
+done
 for br in lan priv; do
   ip -n "$SW" link add $br type bridge
   ip -n "$SW" link set $br up
@@ -301,15 +308,16 @@ PY
   done
 }
 
-# CPU time (clock ticks, user + system) of rvsd's worker threads.
+# CPU time of rvsd's worker threads: "USER SYSTEM" clock ticks.
 worker_ticks() {
-  local t sum=0 f
+  local t u=0 k=0 f
   for t in /proc/"$RVSD_PID"/task/*; do
     grep -q '^rvs-packet' "$t/comm" 2>/dev/null || continue
     f=$(sed 's/.*) //' "$t/stat")
-    sum=$((sum + $(echo "$f" | awk '{print $12 + $13}')))
+    u=$((u + $(echo "$f" | awk '{print $12}')))
+    k=$((k + $(echo "$f" | awk '{print $13}')))
   done
-  echo "$sum"
+  echo "$u $k"
 }
 
 # The raw rate: 64-byte UDP frames from the generator's namespace to the
@@ -322,16 +330,28 @@ raw_rate() {
   m0=$(metrics)
   local g w0 w1
   w0=$(worker_ticks)
+  local perf_pid=
+  if [ -n "${PERF_RAW:-}" ] && command -v perf >/dev/null; then
+    perf record -q -F 999 -g -p "$RVSD_PID" -o "$OUT/raw-$run.perf.data" -- sleep "$DUR" >/dev/null 2>&1 &
+    perf_pid=$!
+    PIDS+=("$perf_pid")
+  fi
   g=$(nsx "$GEN_NS" timeout $BOUND "$GEN" eth0 "$mac" 192.0.2.50 203.0.113.10 9 "$RAW_COUNT" "$DUR" "$RAW_FLOWS")
   sleep 1
   w1=$(worker_ticks)
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || true
+    perf report -i "$OUT/raw-$run.perf.data" --stdio --no-children --percent-limit 1 -g none \
+      > "$OUT/raw-$run.profile.txt" 2>/dev/null || true
+  fi
   rx1=$(nsx "${RS[0]}" cat /sys/class/net/eth0/statistics/rx_packets)
   drx1=$(nsx "$DIR" cat /sys/class/net/eth0/statistics/rx_packets)
   m1=$(metrics)
   python3 - "$run" "$g" "$rx0" "$rx1" "$drx0" "$drx1" <(echo "$m0") <(echo "$m1") \
-    "$(( (w1 - w0) ))" "$(getconf CLK_TCK)" >> "$OUT/raw.tsv" <<'PY'
+    "$w0" "$w1" "$(getconf CLK_TCK)" >> "$OUT/raw.tsv" <<'PY'
 import re, sys
-run, g, rx0, rx1, drx0, drx1, m0, m1, ticks, hz = sys.argv[1:11]
+run, g, rx0, rx1, drx0, drx1, m0, m1, w0, w1, hz = sys.argv[1:12]
+(u0, k0), (u1, k1) = map(int, w0.split()), map(int, w1.split())
 sent, secs = g.split()
 def counters(path):
     c = {}
@@ -344,7 +364,7 @@ d = {k: b.get(k, 0) - a.get(k, 0) for k in b}
 got = int(rx1) - int(rx0)
 print("\t".join(map(str, ["raw", run, sent, secs, int(drx1) - int(drx0), d.get("received", 0),
     d.get("transmitted", 0), d.get("rx_ring_full", 0), d.get("tx_ring_full", 0), got,
-    int(ticks) / int(hz)])))
+    (u1 - u0) / int(hz), (k1 - k0) / int(hz)])))
 PY
 }
 
@@ -452,17 +472,18 @@ for p in ["dr", "nat", "tun"]:
     print(f"| {names[p]} / nftables | {ratio(p,'nft',0)} | {ratio(p,'nft',2)} | {ratio(p,'nft',4)} | {ratio(p,'nft',6)} | {ratio(p,'nft',8)} | {ratio(p,'nft',9)} | {ratio(p,'nft',11)} |")
 if raw:
     m = lambda i: statistics.median(x[i] for x in raw)
-    sent, secs, drx, rx, tx, rxfull, txfull, got, cpu = (m(i) for i in range(9))
+    sent, secs, drx, rx, tx, rxfull, txfull, got, ucpu, kcpu = (m(i) for i in range(10))
+    cpu = ucpu + kcpu
     print(f"\nRaw rate of the data plane (DR, one worker, UDP to 203.0.113.10:9, {flows} flows): the `frame_gen` example sends 64-byte "
           f"frames (60 + FCS) through an AF_PACKET TX ring (qdisc bypassed) from its own namespace to the director's MAC for up to {dur} s; "
           f"the frames are counted at the director's eth0, by rvsd, and on rs0's eth0; the worker thread's CPU time comes from "
           f"`/proc/PID/task/TID/stat`. Medians of {len(raw)} run(s):\n")
-    print("| offered frames/s | director eth0 received/s | rvsd took from the ring/s | rvsd transmitted/s | delivered to rs0 frames/s | loss | RX ring full | TX ring full | worker CPU busy | frames per worker CPU-second |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| offered frames/s | director eth0 received/s | rvsd took from the ring/s | rvsd transmitted/s | delivered to rs0 frames/s | loss | RX ring full | TX ring full | worker CPU busy (user + system) | frames per worker CPU-second | per user CPU-second |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     loss = (sent - got) / sent * 100 if sent else 0
     busy = cpu / secs * 100 if secs else 0
     per_cpu = tx / cpu if cpu else 0
-    print(f"| {sent/secs:,.0f} | {drx/secs:,.0f} | {rx/secs:,.0f} | {tx/secs:,.0f} | {got/secs:,.0f} | {loss:.1f} % | {rxfull:,.0f} | {txfull:,.0f} | {busy:.0f} % | {per_cpu:,.0f} |")
+    print(f"| {sent/secs:,.0f} | {drx/secs:,.0f} | {rx/secs:,.0f} | {tx/secs:,.0f} | {got/secs:,.0f} | {loss:.1f} % | {rxfull:,.0f} | {txfull:,.0f} | {busy:.0f} % ({ucpu/secs*100:.0f} + {kcpu/secs*100:.0f}) | {per_cpu:,.0f} | {tx/ucpu if ucpu else 0:,.0f} |")
 PY
 python3 - bench/RESULTS.md "$OUT/section.md" <<'PY'
 import sys
