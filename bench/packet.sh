@@ -292,6 +292,10 @@ measure() {
     "http://$host/index.html" > "$OUT/$peer-ka-$run.txt" || true
   nsx "$CL" timeout $BOUND wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H "Connection: close" \
     "http://$host/index.html" > "$OUT/$peer-close-$run.txt" || true
+  # One connection: the latency one request adds at each crossing, with
+  # no queueing to hide it.
+  nsx "$CL" timeout $BOUND wrk -t1 -c1 -d"${DUR}s" --latency \
+    "http://$host/index.html" > "$OUT/$peer-one-$run.txt" || true
   nsx "$CL" timeout $BOUND iperf3 -c "$host" -p "${PERF[$peer]}" -t "$DUR" -J > "$OUT/$peer-iperf-$run.json" || true
   for rate in $UDP_RATES; do
     nsx "$CL" timeout $((UDP_STEP + 20)) iperf3 -c "$host" -p "${PERF[$peer]}" -u -l 64 -b $((rate * 64 * 8)) \
@@ -422,7 +426,8 @@ for peer in peers:
         if s["lost_percent"] <= 0.1 and s["packets"] > 0:
             clean = int(r)
         top_rate, top_pps, top_loss = int(r), pps, s["lost_percent"]
-    print("\t".join(map(str, [peer, run] + ka + cl + [gbps, clean, top_rate, top_pps, top_loss])))
+    one = wrk(f"{out}/{peer}-one-{run}.txt")
+    print("\t".join(map(str, [peer, run] + ka + cl + [gbps, clean, top_rate, top_pps, top_loss] + one)))
 PY
 done
 
@@ -445,31 +450,31 @@ now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"
 env = f"RUNS={runs} DUR={dur}" + (f" WORKERS={workers}" if workers != "1" else "")
 if label:
     print(f"**{label}**\n")
-print(f"Command: `{env} bash bench/packet.sh` ({now}). wrk -t1 -c{conns} with a 128-byte file from nginx on two real servers; "
+print(f"Command: `{env} bash bench/packet.sh` ({now}). wrk -t1 -c{conns} (and -c1 for the one-connection latency) with a 128-byte file from nginx on two real servers; "
       f"iperf3 single stream through a source hash (`sh`, nftables `jhash ip saddr`); UDP: iperf3 -u -l 64 offered at "
       f"{', '.join(rates.split())} packets/s, {step} s a step. rvsd `--dataplane packet --interface eth0,eth1 --workers {workers}` (AF_PACKET, TPACKET_V3).")
 print(f"Machine: {subprocess.getoutput('nproc')} cores, {cpu}, kernel {kernel}; client, director and real servers share the cores. "
       f"Veth offloads: `tso gso gro tx` **off** on every veth end, for every peer. Medians of {runs} run(s).\n")
 names = {"direct": "direct to one real server", "nft": "nftables DNAT `numgen inc mod 2`",
          "nat": "rvs NAT", "dr": "rvs DR", "tun": "rvs TUN (userspace decapsulator)"}
-print("| path | keep-alive req/s | p50 ms | p99 ms | new conn/request req/s | p50 ms | p99 ms | iperf3 Gbit/s | UDP 64 B: highest rate ≤ 0.1 % loss, pkt/s | at the top rate offered: received pkt/s (loss) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| path | keep-alive req/s | p50 ms | p99 ms | new conn/request req/s | p50 ms | p99 ms | one connection: req/s | p50 ms | iperf3 Gbit/s | UDP 64 B: highest rate ≤ 0.1 % loss, pkt/s | at the top rate offered: received pkt/s (loss) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 errs = []
 for p in ["direct", "nft", "nat", "dr", "tun"]:
     if p not in data: continue
-    e = sum(x[3] + x[7] for x in data[p])
+    e = sum(x[3] + x[7] + x[16] for x in data[p])
     if e: errs.append(f"{names[p]}: {e:.0f} wrk errors")
-    print(f"| {names[p]} | {med(p,0):.0f} | {med(p,1):.2f} | {med(p,2):.2f} | {med(p,4):.0f} | {med(p,5):.2f} | {med(p,6):.2f} | {med(p,8):.2f} | {med(p,9):.0f} | {med(p,11):.0f} ({med(p,12):.1f} %) |")
+    print(f"| {names[p]} | {med(p,0):.0f} | {med(p,1):.2f} | {med(p,2):.2f} | {med(p,4):.0f} | {med(p,5):.2f} | {med(p,6):.2f} | {med(p,13):.0f} | {med(p,14):.2f} | {med(p,8):.2f} | {med(p,9):.0f} | {med(p,11):.0f} ({med(p,12):.1f} %) |")
 if errs:
     print("\nErrors: " + "; ".join(errs) + ".")
 def ratio(a, b, i):
     d = med(b, i)
     return f"{med(a,i)/d:.2f}" if d else "—"
-print("\n| ratio | keep-alive req/s | keep-alive p99 | new conn req/s | new conn p99 | iperf3 | UDP zero-loss rate | UDP received at top rate |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("\n| ratio | keep-alive req/s | keep-alive p99 | new conn req/s | new conn p99 | one connection req/s | iperf3 | UDP zero-loss rate | UDP received at top rate |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for p in ["dr", "nat", "tun"]:
     if p not in data or "nft" not in data: continue
-    print(f"| {names[p]} / nftables | {ratio(p,'nft',0)} | {ratio(p,'nft',2)} | {ratio(p,'nft',4)} | {ratio(p,'nft',6)} | {ratio(p,'nft',8)} | {ratio(p,'nft',9)} | {ratio(p,'nft',11)} |")
+    print(f"| {names[p]} / nftables | {ratio(p,'nft',0)} | {ratio(p,'nft',2)} | {ratio(p,'nft',4)} | {ratio(p,'nft',6)} | {ratio(p,'nft',13)} | {ratio(p,'nft',8)} | {ratio(p,'nft',9)} | {ratio(p,'nft',11)} |")
 if raw:
     m = lambda i: statistics.median(x[i] for x in raw)
     sent, secs, drx, rx, tx, rxfull, txfull, got, ucpu, kcpu = (m(i) for i in range(10))
