@@ -7,15 +7,22 @@
 //! ```
 //!
 //! One client thread makes REQUESTS (default 2000) HTTP/1.0 requests, each
-//! on a new connection, for each path: direct, DR, NAT. Every run is bounded
-//! by its count and by 60 s. Client, director and servers share this
+//! on a new connection, for each path: direct, the kernel's nftables DNAT
+//! (`numgen inc mod 2`, measured before the data plane starts so that its
+//! ring copies do not tax the kernel path), DR, NAT. It prints the rate and
+//! the median and 99th-percentile request times. Every run is bounded by
+//! its count and by 60 s. Client, director and servers share this
 //! machine's CPUs, so only ratios within one run mean anything.
+//!
+//! `RVS_BENCH_RX=blocks` runs the data plane on TPACKET_V3 block rings
+//! instead of the default TPACKET_V2 frame rings.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rvs_api::Control;
 use rvs_dataplane::{Dataplane, DataplaneConfig};
+use rvs_sys::packet::{RingConfig, RxLayout};
 use rvs_testkit::{
     Backend, DIRECTOR_LAN_IF, DIRECTOR_PRIVATE_IF, Topology, TopologySpec, http_get, vip,
 };
@@ -24,17 +31,41 @@ fn cmd(line: &str) -> rvs_ipvsadm::Command {
     rvs_ipvsadm::parse_args(&line.split_whitespace().collect::<Vec<_>>()).unwrap()
 }
 
-/// Requests per second for `n` requests to `to` (stops at 60 s).
-fn rate(t: &Topology, to: SocketAddr, n: usize) -> (f64, usize) {
+/// Requests per second for `n` requests to `to` (stops at 60 s), requests
+/// done, and the median and 99th-percentile request times in ms.
+fn rate(t: &Topology, to: SocketAddr, n: usize) -> (f64, usize, f64, f64) {
     let start = Instant::now();
-    let mut done = 0;
-    while done < n && start.elapsed() < Duration::from_secs(60) {
+    let mut times = Vec::with_capacity(n);
+    while times.len() < n && start.elapsed() < Duration::from_secs(60) {
+        let t0 = Instant::now();
         if http_get(&t.client, to, Duration::from_secs(5)).is_ok() {
-            done += 1;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
-    (done as f64 / start.elapsed().as_secs_f64(), done)
+    let done = times.len();
+    times.sort_by(f64::total_cmp);
+    let q = |f: f64| times.get(((done as f64 * f) as usize).min(done.max(1) - 1));
+    (
+        done as f64 / start.elapsed().as_secs_f64(),
+        done,
+        q(0.5).copied().unwrap_or(f64::NAN),
+        q(0.99).copied().unwrap_or(f64::NAN),
+    )
 }
+
+fn report(name: &str, (r, done, p50, p99): (f64, usize, f64, f64)) {
+    println!("{name:>6}: {r:8.0} req/s  p50 {p50:6.3} ms  p99 {p99:6.3} ms  ({done} done)");
+}
+
+/// The kernel's own DNAT for comparison: 203.0.113.10:9090 to the real
+/// servers' port 81 (ports the data plane neither claims nor serves).
+const NFT_DNAT: &str = "table ip rvs_bench_dnat {
+  chain pre {
+    type nat hook prerouting priority dstnat;
+    ip daddr 203.0.113.10 tcp dport 9090 dnat to numgen inc mod 2 map { 0 : 198.51.100.21, 1 : 198.51.100.22 } : 81
+  }
+}
+";
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -57,12 +88,52 @@ fn main() {
             Backend::start(&rs.ns, &format!("rs{i}"), "0.0.0.0:80".parse().unwrap()).unwrap()
         })
         .collect();
+    let _nft_backends: Vec<Backend> = t
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, rs)| {
+            Backend::start(&rs.ns, &format!("rs{i}"), "0.0.0.0:81".parse().unwrap()).unwrap()
+        })
+        .collect();
+    let nft = t
+        .director
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn();
+    let nft_ok = nft.and_then(|mut c| {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(NFT_DNAT.as_bytes())?;
+        c.wait()
+    });
+    assert!(
+        matches!(nft_ok, Ok(s) if s.success()),
+        "nft DNAT rules: {nft_ok:?}"
+    );
+    for _ in 0..4 {
+        let _ = http_get(&t.client, vip(9090), Duration::from_secs(5));
+    }
+    let rx_layout = match std::env::var("RVS_BENCH_RX").as_deref() {
+        Ok("blocks") => RxLayout::Blocks,
+        _ => RxLayout::Frames,
+    };
+    let direct = SocketAddr::new(t.servers[0].lan.into(), 80);
+    println!("new connection per request, {n} requests, {workers} worker(s), {rx_layout:?} rings");
+    let d = rate(&t, direct, n);
+    report("direct", d);
+    let k = rate(&t, vip(9090), n);
+    report("nftNAT", k);
     let dp = t
         .director
         .within(move || {
             Dataplane::start(DataplaneConfig {
                 interfaces: vec![DIRECTOR_LAN_IF.into(), DIRECTOR_PRIVATE_IF.into()],
                 workers,
+                rings: RingConfig {
+                    rx_layout,
+                    ..RingConfig::default()
+                },
                 instance: format!("bench{}", std::process::id()),
                 ..DataplaneConfig::default()
             })
@@ -84,12 +155,18 @@ fn main() {
             let _ = http_get(&t.client, vip(port), Duration::from_secs(5));
         }
     }
-    let direct = SocketAddr::new(t.servers[0].lan.into(), 80);
-    println!("new connection per request, {n} requests, {workers} worker(s)");
-    for (name, to) in [("direct", direct), ("DR", vip(80)), ("NAT", vip(8080))] {
-        let (r, done) = rate(&t, to, n);
-        println!("{name:>6}: {r:8.0} req/s ({done} done)");
-    }
+    let dr = rate(&t, vip(80), n);
+    report("DR", dr);
+    let nat = rate(&t, vip(8080), n);
+    report("NAT", nat);
+    println!(
+        "ratios: DR/direct {:.2}  NAT/direct {:.2}  nftNAT/direct {:.2}  DR/nftNAT {:.2}  NAT/nftNAT {:.2}",
+        dr.0 / d.0,
+        nat.0 / d.0,
+        k.0 / d.0,
+        dr.0 / k.0,
+        nat.0 / k.0
+    );
     println!("{:?}", dp.counters());
     dp.stop();
 }

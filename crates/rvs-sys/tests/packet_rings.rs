@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rvs_sys::packet::{FanoutMode, PacketSocket, RingConfig};
+use rvs_sys::packet::{FanoutMode, PacketSocket, RingConfig, RxLayout};
 use rvs_sys::{iface, netns, wait_readable};
 
 fn root_or_skip() -> bool {
@@ -118,11 +118,23 @@ fn receive(s: &mut PacketSocket, want: usize) -> Vec<(Vec<u8>, rvs_sys::packet::
 
 #[test]
 fn a_batch_sent_on_one_end_arrives_whole_on_the_other() {
+    batch_round_trip(RxLayout::Frames, "batch2");
+}
+
+#[test]
+fn a_batch_arrives_whole_through_block_rings_too() {
+    batch_round_trip(RxLayout::Blocks, "batch3");
+}
+
+fn batch_round_trip(rx_layout: RxLayout, tag: &str) {
     if !root_or_skip() {
         return;
     }
-    let p = Pair::new("batch");
-    let cfg = RingConfig::default();
+    let p = Pair::new(tag);
+    let cfg = RingConfig {
+        rx_layout,
+        ..RingConfig::default()
+    };
     let mut tx = open_in(&p.a, "va", cfg);
     let mut rx = open_in(&p.b, "vb", cfg);
     assert!(tx.tx().max_frame() >= 1514);
