@@ -15,14 +15,15 @@
 //! machine's CPUs, so only ratios within one run mean anything.
 //!
 //! `RVS_BENCH_RX=blocks` runs the data plane on TPACKET_V3 block rings
-//! instead of the default TPACKET_V2 frame rings.
+//! instead of the default TPACKET_V2 frame rings; `RVS_BENCH_TX=ring` or
+//! `copy` chooses how the data plane sends.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rvs_api::Control;
 use rvs_dataplane::{Dataplane, DataplaneConfig};
-use rvs_sys::packet::{RingConfig, RxLayout};
+use rvs_sys::packet::{RingConfig, RxLayout, TxMode};
 use rvs_testkit::{
     Backend, DIRECTOR_LAN_IF, DIRECTOR_PRIVATE_IF, Topology, TopologySpec, http_get, vip,
 };
@@ -118,8 +119,15 @@ fn main() {
         Ok("blocks") => RxLayout::Blocks,
         _ => RxLayout::Frames,
     };
+    let tx_mode = match std::env::var("RVS_BENCH_TX").as_deref() {
+        Ok("copy") => TxMode::Copy,
+        Ok("ring") => TxMode::Ring,
+        _ => RingConfig::default().tx_mode,
+    };
     let direct = SocketAddr::new(t.servers[0].lan.into(), 80);
-    println!("new connection per request, {n} requests, {workers} worker(s), {rx_layout:?} rings");
+    println!(
+        "new connection per request, {n} requests, {workers} worker(s), {rx_layout:?}/{tx_mode:?} rings"
+    );
     let d = rate(&t, direct, n);
     report("direct", d);
     let k = rate(&t, vip(9090), n);
@@ -132,6 +140,7 @@ fn main() {
                 workers,
                 rings: RingConfig {
                     rx_layout,
+                    tx_mode,
                     ..RingConfig::default()
                 },
                 instance: format!("bench{}", std::process::id()),

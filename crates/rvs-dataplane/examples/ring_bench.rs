@@ -14,12 +14,14 @@
 //! the worker thread's CPU time (user + system, from `/proc`), which is the
 //! figure that does not depend on how busy the machine's other cores are,
 //! though the kernel's work on the generator's side is not in it.
+//! `RVS_BENCH_RX=blocks` and `RVS_BENCH_TX=ring|copy` choose the worker's
+//! ring layout and transmit mode.
 
 use std::time::{Duration, Instant};
 
 use rvs_api::Control;
 use rvs_dataplane::{Dataplane, DataplaneConfig};
-use rvs_sys::packet::{PacketSocket, RingConfig, RxLayout};
+use rvs_sys::packet::{PacketSocket, RingConfig, RxLayout, TxMode};
 use rvs_testkit::{CLIENT, DIRECTOR_LAN_IF, Topology, TopologySpec, VIP};
 
 fn cmd(line: &str) -> rvs_ipvsadm::Command {
@@ -112,6 +114,11 @@ fn main() {
         Ok("blocks") => RxLayout::Blocks,
         _ => RxLayout::Frames,
     };
+    let tx_mode = match std::env::var("RVS_BENCH_TX").as_deref() {
+        Ok("copy") => TxMode::Copy,
+        Ok("ring") => TxMode::Ring,
+        _ => RingConfig::default().tx_mode,
+    };
     let dp = t
         .director
         .within(move || {
@@ -120,6 +127,7 @@ fn main() {
                 workers: 1,
                 rings: RingConfig {
                     rx_layout,
+                    tx_mode,
                     ..RingConfig::default()
                 },
                 instance: format!("ringb{}", std::process::id()),
@@ -197,7 +205,7 @@ fn main() {
     let after = dp.counters();
     let fwd = after.forward.forwarded_in - before.forward.forwarded_in;
     println!(
-        "{rx_layout:?} rings: sent {sent}, forwarded {fwd}, ring drops {}, in {wall:.2} s; worker CPU {cpu:.2} s",
+        "{rx_layout:?}/{tx_mode:?} rings: sent {sent}, forwarded {fwd}, ring drops {}, in {wall:.2} s; worker CPU {cpu:.2} s",
         after.ring_drops - before.ring_drops
     );
     println!(

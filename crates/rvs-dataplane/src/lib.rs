@@ -51,7 +51,6 @@ pub mod claim;
 pub mod neigh;
 
 use std::io;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -425,37 +424,75 @@ fn fanout_group(ifindex: u32) -> u16 {
 /// How often the director's clock is moved on when traffic does not.
 const ADVANCE_EVERY_MS: u64 = 100;
 
+/// Counts of one batch, added to the shared counters once per batch.
+#[derive(Default)]
+struct BatchCounts {
+    rx_frames: u64,
+    tx_frames: u64,
+    tx_ring_full: u64,
+    tx_too_big: u64,
+    rx_truncated: u64,
+    vlan_skipped: u64,
+}
+
+impl BatchCounts {
+    fn add_to(&self, io: &IoCounters) {
+        let add = |c: &AtomicU64, n: u64| {
+            if n != 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&io.rx_frames, self.rx_frames);
+        add(&io.tx_frames, self.tx_frames);
+        add(&io.tx_ring_full, self.tx_ring_full);
+        add(&io.tx_too_big, self.tx_too_big);
+        add(&io.rx_truncated, self.rx_truncated);
+        add(&io.vlan_skipped, self.vlan_skipped);
+    }
+}
+
 fn worker(inner: &Inner, mut socks: Vec<PacketSocket>) {
     let io = &inner.io;
     let ifindexes: Vec<u32> = socks.iter().map(|s| s.ifindex()).collect();
+    let mut rxs = Vec::with_capacity(socks.len());
+    let mut txs = Vec::with_capacity(socks.len());
+    let mut fds = Vec::with_capacity(socks.len());
+    for s in socks.iter_mut() {
+        let (rx, tx, fd) = s.parts();
+        rxs.push(rx);
+        txs.push(tx);
+        fds.push(fd);
+    }
     let mut out = vec![0u8; 65_536 + rvs_forward::MAX_ENCAP_OVERHEAD];
+    // The transmit ring the last frame went out on: the next frame is
+    // forwarded straight into a slot of it, and copied only when it goes
+    // out elsewhere.
+    let mut likely = 0usize;
     let mut last_stats = Instant::now();
     while !inner.stop.load(Ordering::Relaxed) {
-        let any_ready = socks.iter_mut().any(|s| s.rx().ready());
-        if !any_ready {
-            let fds: Vec<_> = socks.iter().map(|s| s.as_fd()).collect();
-            if let Err(e) = rvs_sys::wait_any(&fds, Duration::from_millis(50)) {
-                tracing::error!(error = %e, "poll on the packet sockets failed");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        if !rxs.iter().any(|rx| rx.ready())
+            && let Err(e) = rvs_sys::wait_any(&fds, Duration::from_millis(50))
+        {
+            tracing::error!(error = %e, "poll on the packet sockets failed");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        let (mut rxs, mut txs): (Vec<_>, Vec<_>) = socks.iter_mut().map(|s| s.rings()).unzip();
         for (i, rx) in rxs.iter_mut().enumerate() {
             let Some(mut block) = rx.next_block() else {
                 continue;
             };
             io.rx_blocks.fetch_add(1, Ordering::Relaxed);
+            let mut n = BatchCounts::default();
             let now = now_ms();
             let mut shard = inner.control.lock();
             let fwd = &mut shard.0;
             while let Some((frame, meta)) = block.next() {
-                io.rx_frames.fetch_add(1, Ordering::Relaxed);
+                n.rx_frames += 1;
                 if meta.vlan_tci.is_some() {
-                    io.vlan_skipped.fetch_add(1, Ordering::Relaxed);
+                    n.vlan_skipped += 1;
                     continue;
                 }
                 if (meta.len as usize) > frame.len() {
-                    io.rx_truncated.fetch_add(1, Ordering::Relaxed);
+                    n.rx_truncated += 1;
                     continue;
                 }
                 let rxm = RxMeta {
@@ -463,7 +500,13 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>) {
                     csum_not_ready: meta.csum_not_ready,
                     fwmark: 0,
                 };
-                let v = fwd.process(frame, &rxm, &mut out, &inner.neigh, now);
+                let fits = frame.len() + rvs_forward::MAX_ENCAP_OVERHEAD <= txs[likely].max_frame();
+                let mut slot = if fits { txs[likely].slot() } else { None };
+                let buf = match slot.as_mut() {
+                    Some(s) => s.buf(),
+                    None => &mut out[..],
+                };
+                let v = fwd.process(frame, &rxm, buf, &inner.neigh, now);
                 let (iface, len) = match v {
                     Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => (iface, len),
                     Verdict::NeedNeighbour { ip, .. } => {
@@ -475,9 +518,20 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>) {
                 let Some(j) = ifindexes.iter().position(|&x| x == iface) else {
                     continue;
                 };
+                if let Some(mut s) = slot {
+                    if j == likely {
+                        s.commit(len);
+                        n.tx_frames += 1;
+                        continue;
+                    }
+                    // Another interface: the slot stays free, the frame
+                    // is copied.
+                    out[..len].copy_from_slice(&s.buf()[..len]);
+                }
+                likely = j;
                 let tx = &mut txs[j];
                 if len > tx.max_frame() {
-                    io.tx_too_big.fetch_add(1, Ordering::Relaxed);
+                    n.tx_too_big += 1;
                     continue;
                 }
                 let mut queued = tx.push(&out[..len]);
@@ -487,13 +541,14 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>) {
                     queued = tx.push(&out[..len]);
                 }
                 if queued {
-                    io.tx_frames.fetch_add(1, Ordering::Relaxed);
+                    n.tx_frames += 1;
                 } else {
-                    io.tx_ring_full.fetch_add(1, Ordering::Relaxed);
+                    n.tx_ring_full += 1;
                 }
             }
             drop(shard);
             drop(block);
+            n.add_to(io);
             for tx in txs.iter_mut() {
                 if let Err(e) = tx.flush() {
                     io.tx_errors.fetch_add(1, Ordering::Relaxed);
@@ -513,8 +568,8 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>) {
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();
-            for s in &socks {
-                if let Ok((drops, _)) = s.take_stats() {
+            for fd in &fds {
+                if let Ok((drops, _)) = rvs_sys::packet::take_stats(*fd) {
                     io.ring_drops.fetch_add(u64::from(drops), Ordering::Relaxed);
                 }
             }

@@ -60,6 +60,20 @@ const RX_FRAME_SIZE: u32 = 1 << 11;
 /// flushed regularly under a flood.
 const V2_BATCH: u32 = 256;
 
+/// How frames are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxMode {
+    /// A `PACKET_TX_RING` shared with the kernel. The kernel attaches the
+    /// ring's pages to each frame (zero copy toward a NIC), so a frame
+    /// crossing into another namespace, as over a veth, is copied into a
+    /// newly allocated page there.
+    Ring,
+    /// Slots in the process's own memory, sent with `sendmmsg(2)`, which
+    /// copies each frame into a plain socket buffer: cheaper than the
+    /// ring for small frames on virtual interfaces.
+    Copy,
+}
+
 /// How the receive ring hands frames over (the socket's TPACKET version;
 /// the transmit ring follows it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +104,8 @@ pub struct RingConfig {
     pub tx_frames: u32,
     /// Bypass the qdisc layer on transmit (`PACKET_QDISC_BYPASS`).
     pub qdisc_bypass: bool,
+    /// How frames are sent.
+    pub tx_mode: TxMode,
 }
 
 impl Default for RingConfig {
@@ -102,6 +118,7 @@ impl Default for RingConfig {
             tx_frame_size: 1 << 11,
             tx_frames: 1024,
             qdisc_bypass: false,
+            tx_mode: TxMode::Ring,
         }
     }
 }
@@ -169,10 +186,12 @@ impl Drop for Mapping {
 /// rings.
 #[derive(Debug)]
 pub struct PacketSocket {
-    // Field order matters for drop: rings, then mapping, then descriptor.
+    // Field order matters for drop: rings, then mappings, then descriptor.
     rx: RxRing,
     tx: TxRing,
     _map: Mapping,
+    /// The transmit slots in [`TxMode::Copy`].
+    _tx_map: Option<Mapping>,
     fd: OwnedFd,
     ifindex: u32,
 }
@@ -274,11 +293,14 @@ impl PacketSocket {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
+        let tx_ring = cfg.tx_mode == TxMode::Ring;
         if v3 {
             setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx_req)
                 .map_err(|e| ctx(e, "PACKET_RX_RING (TPACKET_V3)"))?;
-            setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
-                .map_err(|e| ctx(e, "PACKET_TX_RING (TPACKET_V3)"))?;
+            if tx_ring {
+                setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
+                    .map_err(|e| ctx(e, "PACKET_TX_RING (TPACKET_V3)"))?;
+            }
         } else {
             // The V2 request is the first four fields of the V3 one.
             let v2 = |r: &libc::tpacket_req3| libc::tpacket_req {
@@ -289,12 +311,14 @@ impl PacketSocket {
             };
             setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &v2(&rx_req))
                 .map_err(|e| ctx(e, "PACKET_RX_RING (TPACKET_V2)"))?;
-            setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &v2(&tx_req))
-                .map_err(|e| ctx(e, "PACKET_TX_RING (TPACKET_V2)"))?;
+            if tx_ring {
+                setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &v2(&tx_req))
+                    .map_err(|e| ctx(e, "PACKET_TX_RING (TPACKET_V2)"))?;
+            }
         }
         let rx_len = cfg.rx_block_size as usize * cfg.rx_blocks as usize;
         let tx_len = tx_block_size as usize * tx_block_nr as usize;
-        let len = rx_len + tx_len;
+        let len = if tx_ring { rx_len + tx_len } else { rx_len };
         // SAFETY: maps the rings just configured on `raw` (length = both
         // rings); the result is checked against MAP_FAILED.
         let p = unsafe {
@@ -339,10 +363,44 @@ impl PacketSocket {
             frames: (rx_per_block * cfg.rx_blocks) as usize,
             current: 0,
         };
-        // SAFETY: rx_len < len, so the transmit ring's start is inside the
-        // mapping.
-        let tx_base = unsafe { NonNull::new_unchecked(base.as_ptr().add(rx_len)) };
+        let (tx_base, tx_map) = if tx_ring {
+            // SAFETY: rx_len < len, so the transmit ring's start is inside
+            // the mapping.
+            (
+                unsafe { NonNull::new_unchecked(base.as_ptr().add(rx_len)) },
+                None,
+            )
+        } else {
+            // SAFETY: an anonymous private mapping (zeroed: every slot's
+            // status is TP_STATUS_AVAILABLE); the result is checked.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    tx_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(ctx(
+                    io::Error::last_os_error(),
+                    "mmap of the transmit slots",
+                ));
+            }
+            let b = NonNull::new(p.cast::<u8>())
+                .ok_or_else(|| io::Error::other("mmap returned null"))?;
+            (
+                b,
+                Some(Mapping {
+                    base: b,
+                    len: tx_len,
+                }),
+            )
+        };
         let tx = TxRing {
+            copy: !tx_ring,
             base: tx_base,
             block_size: tx_block_size as usize,
             per_block: tx_per_block as usize,
@@ -358,6 +416,7 @@ impl PacketSocket {
             rx,
             tx,
             _map: map,
+            _tx_map: tx_map,
             fd,
             ifindex,
         };
@@ -412,6 +471,12 @@ impl PacketSocket {
         (&mut self.rx, &mut self.tx)
     }
 
+    /// Both rings and the descriptor (to wait on) at once, so that a
+    /// worker can hold the parts of all its sockets for its whole life.
+    pub fn parts(&mut self) -> (&mut RxRing, &mut TxRing, BorrowedFd<'_>) {
+        (&mut self.rx, &mut self.tx, self.fd.as_fd())
+    }
+
     /// The receive ring.
     pub fn rx(&mut self) -> &mut RxRing {
         &mut self.rx
@@ -425,21 +490,27 @@ impl PacketSocket {
     /// Frames the kernel dropped for want of ring space, and frames
     /// received, since the last call (`PACKET_STATISTICS`, which resets).
     pub fn take_stats(&self) -> io::Result<(u32, u32)> {
-        // SAFETY: tpacket_stats_v3 is plain old data; zero is valid.
-        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `st` is writable for `len` bytes and `len` is writable.
-        cvt(unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
-            )
-        })?;
-        Ok((st.tp_drops, st.tp_packets))
+        take_stats(self.fd.as_fd())
     }
+}
+
+/// [`PacketSocket::take_stats`] through the socket's descriptor (from
+/// [`PacketSocket::parts`]).
+pub fn take_stats(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    // SAFETY: tpacket_stats_v3 is plain old data; zero is valid.
+    let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+    // SAFETY: `st` is writable for `len` bytes and `len` is writable.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut st as *mut libc::tpacket_stats_v3).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((st.tp_drops, st.tp_packets))
 }
 
 impl AsFd for PacketSocket {
@@ -684,6 +755,8 @@ pub struct TxRing {
     frames: usize,
     /// TPACKET_V3 slot headers (else V2).
     v3: bool,
+    /// [`TxMode::Copy`]: the slots are in our memory, sent by `sendmmsg`.
+    copy: bool,
     current: usize,
     queued: usize,
     fd: RawFd,
@@ -773,6 +846,9 @@ impl TxRing {
         if self.queued == 0 {
             return Ok(());
         }
+        if self.copy {
+            return self.flush_copies();
+        }
         // SAFETY: a zero-length send with no buffer on the socket that owns
         // this ring; the fd is open as long as the ring exists.
         let r = unsafe { libc::send(self.fd, std::ptr::null(), 0, libc::MSG_DONTWAIT) };
@@ -784,6 +860,75 @@ impl TxRing {
             return Err(ctx(e, "send on the transmit ring"));
         }
         self.queued = 0;
+        Ok(())
+    }
+}
+
+impl TxRing {
+    /// [`TxRing::flush`] in [`TxMode::Copy`]: `sendmmsg` of the queued
+    /// slots, oldest first, in batches of up to 64.
+    fn flush_copies(&mut self) -> io::Result<()> {
+        const BATCH: usize = 64;
+        while self.queued > 0 {
+            let first = (self.current + self.frames - self.queued) % self.frames;
+            let n = self.queued.min(BATCH);
+            // SAFETY: iovec and mmsghdr are plain old data; zero is valid
+            // (null name, no control data).
+            let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for k in 0..n {
+                let slot = self.slot_ptr((first + k) % self.frames);
+                let len = if self.v3 {
+                    // SAFETY: the header lies at the start of the slot,
+                    // in memory only this ring touches.
+                    unsafe { (*slot.cast::<libc::tpacket3_hdr>()).tp_len }
+                } else {
+                    // SAFETY: as above.
+                    unsafe { (*slot.cast::<libc::tpacket2_hdr>()).tp_len }
+                };
+                iov[k] = libc::iovec {
+                    // SAFETY: the frame's bytes follow the header inside
+                    // the slot (commit capped the length at max_frame).
+                    iov_base: unsafe { slot.add(self.data_offset()) }.cast(),
+                    iov_len: len as usize,
+                };
+                msgs[k].msg_hdr.msg_iov = &mut iov[k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: `msgs[..n]` are valid message headers whose iovecs
+            // point into live slots; the kernel copies the data before
+            // returning and keeps no reference.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd,
+                    msgs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            let sent = if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+                    return Ok(());
+                }
+                // The oldest frame is refused: drop it so the rest can go.
+                self.status(first)
+                    .store(libc::TP_STATUS_AVAILABLE, Ordering::Relaxed);
+                self.queued -= 1;
+                return Err(ctx(e, "sendmmsg of queued frames"));
+            } else {
+                r as usize
+            };
+            for k in 0..sent {
+                self.status((first + k) % self.frames)
+                    .store(libc::TP_STATUS_AVAILABLE, Ordering::Relaxed);
+            }
+            self.queued -= sent;
+            if sent < n {
+                return Ok(());
+            }
+        }
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rvs_sys::packet::{FanoutMode, PacketSocket, RingConfig, RxLayout};
+use rvs_sys::packet::{FanoutMode, PacketSocket, RingConfig, RxLayout, TxMode};
 use rvs_sys::{iface, netns, wait_readable};
 
 fn root_or_skip() -> bool {
@@ -118,21 +118,27 @@ fn receive(s: &mut PacketSocket, want: usize) -> Vec<(Vec<u8>, rvs_sys::packet::
 
 #[test]
 fn a_batch_sent_on_one_end_arrives_whole_on_the_other() {
-    batch_round_trip(RxLayout::Frames, "batch2");
+    batch_round_trip(RxLayout::Frames, TxMode::Ring, "batch2");
+}
+
+#[test]
+fn a_batch_arrives_whole_when_sent_by_copy() {
+    batch_round_trip(RxLayout::Frames, TxMode::Copy, "batchc");
 }
 
 #[test]
 fn a_batch_arrives_whole_through_block_rings_too() {
-    batch_round_trip(RxLayout::Blocks, "batch3");
+    batch_round_trip(RxLayout::Blocks, TxMode::Ring, "batch3");
 }
 
-fn batch_round_trip(rx_layout: RxLayout, tag: &str) {
+fn batch_round_trip(rx_layout: RxLayout, tx_mode: TxMode, tag: &str) {
     if !root_or_skip() {
         return;
     }
     let p = Pair::new(tag);
     let cfg = RingConfig {
         rx_layout,
+        tx_mode,
         ..RingConfig::default()
     };
     let mut tx = open_in(&p.a, "va", cfg);
