@@ -3,14 +3,17 @@
 //! with veth offloads off (root only).
 //!
 //! ```text
-//! cargo run --release -p rvs-dataplane --example packet_bench -- [REQUESTS] [WORKERS]
+//! cargo run --release -p rvs-dataplane --example packet_bench -- [REQUESTS] [WORKERS] [ROUNDS]
 //! ```
 //!
 //! One client thread makes REQUESTS (default 2000) HTTP/1.0 requests, each
 //! on a new connection, for each path: direct, the kernel's nftables DNAT
 //! (`numgen inc mod 2`, measured before the data plane starts so that its
 //! ring copies do not tax the kernel path), DR, NAT. It prints the rate and
-//! the median and 99th-percentile request times. Every run is bounded by
+//! the median and 99th-percentile request times, ROUNDS times (default 1;
+//! the data plane is started afresh each round) so that the machine's
+//! drifting load hits every path alike, then the median ratios to the
+//! kernel's DNAT over the rounds. Every run is bounded by
 //! its count and by 60 s. Client, director and servers share this
 //! machine's CPUs, so only ratios within one run mean anything.
 //!
@@ -72,6 +75,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(2000, |a| a.parse().expect("REQUESTS"));
     let workers: usize = args.next().map_or(1, |a| a.parse().expect("WORKERS"));
+    let rounds: usize = args.next().map_or(1, |a| a.parse().expect("ROUNDS"));
     if !rvs_testkit::root_or_skip("packet_bench") {
         return;
     }
@@ -126,56 +130,74 @@ fn main() {
     };
     let direct = SocketAddr::new(t.servers[0].lan.into(), 80);
     println!(
-        "new connection per request, {n} requests, {workers} worker(s), {rx_layout:?}/{tx_mode:?} rings"
+        "new connection per request, {n} requests per path and round, {rounds} round(s), {workers} worker(s), {rx_layout:?}/{tx_mode:?} rings"
     );
-    let d = rate(&t, direct, n);
-    report("direct", d);
-    let k = rate(&t, vip(9090), n);
-    report("nftNAT", k);
-    let dp = t
-        .director
-        .within(move || {
-            Dataplane::start(DataplaneConfig {
-                interfaces: vec![DIRECTOR_LAN_IF.into(), DIRECTOR_PRIVATE_IF.into()],
-                workers,
-                rings: RingConfig {
-                    rx_layout,
-                    tx_mode,
-                    ..RingConfig::default()
-                },
-                instance: format!("bench{}", std::process::id()),
-                ..DataplaneConfig::default()
+    let mut ratios: Vec<[f64; 4]> = Vec::new();
+    for round in 1..=rounds {
+        println!("round {round}");
+        // The kernel paths run while the data plane is stopped, so that
+        // its rings' copies of their frames do not tax them.
+        let d = rate(&t, direct, n);
+        report("direct", d);
+        let k = rate(&t, vip(9090), n);
+        report("nftNAT", k);
+        let dp = t
+            .director
+            .within(move || {
+                Dataplane::start(DataplaneConfig {
+                    interfaces: vec![DIRECTOR_LAN_IF.into(), DIRECTOR_PRIVATE_IF.into()],
+                    workers,
+                    rings: RingConfig {
+                        rx_layout,
+                        tx_mode,
+                        ..RingConfig::default()
+                    },
+                    instance: format!("bench{}", std::process::id()),
+                    ..DataplaneConfig::default()
+                })
             })
-        })
-        .unwrap()
+            .unwrap()
+            .unwrap();
+        dp.apply(&[
+            cmd("-A -t 203.0.113.10:80 -s rr"),
+            cmd("-a -t 203.0.113.10:80 -r 192.0.2.21"),
+            cmd("-a -t 203.0.113.10:80 -r 192.0.2.22"),
+            cmd("-A -t 203.0.113.10:8080 -s rr"),
+            cmd("-a -t 203.0.113.10:8080 -r 198.51.100.21:80 -m"),
+            cmd("-a -t 203.0.113.10:8080 -r 198.51.100.22:80 -m"),
+        ])
         .unwrap();
-    dp.apply(&[
-        cmd("-A -t 203.0.113.10:80 -s rr"),
-        cmd("-a -t 203.0.113.10:80 -r 192.0.2.21"),
-        cmd("-a -t 203.0.113.10:80 -r 192.0.2.22"),
-        cmd("-A -t 203.0.113.10:8080 -s rr"),
-        cmd("-a -t 203.0.113.10:8080 -r 198.51.100.21:80 -m"),
-        cmd("-a -t 203.0.113.10:8080 -r 198.51.100.22:80 -m"),
-    ])
-    .unwrap();
-    // Warm the neighbour table and the connection paths.
-    for port in [80, 8080] {
-        for _ in 0..4 {
-            let _ = http_get(&t.client, vip(port), Duration::from_secs(5));
+        // Warm the neighbour table and the connection paths.
+        for port in [80, 8080] {
+            for _ in 0..4 {
+                let _ = http_get(&t.client, vip(port), Duration::from_secs(5));
+            }
         }
+        let dr = rate(&t, vip(80), n);
+        report("DR", dr);
+        let nat = rate(&t, vip(8080), n);
+        report("NAT", nat);
+        let c = dp.counters();
+        println!(
+            "  data plane: rx {} tx {} ring drops {} forward drops {}",
+            c.rx_frames,
+            c.tx_frames,
+            c.ring_drops,
+            c.forward.dropped_total()
+        );
+        dp.stop();
+        ratios.push([dr.0 / k.0, nat.0 / k.0, dr.3 / k.3, nat.3 / k.3]);
     }
-    let dr = rate(&t, vip(80), n);
-    report("DR", dr);
-    let nat = rate(&t, vip(8080), n);
-    report("NAT", nat);
+    let median = |i: usize| {
+        let mut v: Vec<f64> = ratios.iter().map(|r| r[i]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
-        "ratios: DR/direct {:.2}  NAT/direct {:.2}  nftNAT/direct {:.2}  DR/nftNAT {:.2}  NAT/nftNAT {:.2}",
-        dr.0 / d.0,
-        nat.0 / d.0,
-        k.0 / d.0,
-        dr.0 / k.0,
-        nat.0 / k.0
+        "median over rounds: DR/nftNAT req/s {:.2}  NAT/nftNAT req/s {:.2}  DR/nftNAT p99 {:.2}  NAT/nftNAT p99 {:.2}",
+        median(0),
+        median(1),
+        median(2),
+        median(3)
     );
-    println!("{:?}", dp.counters());
-    dp.stop();
 }
