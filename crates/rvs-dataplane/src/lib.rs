@@ -2,13 +2,16 @@
 //! frames.
 //!
 //! [`Dataplane::start`] opens, for each worker thread and each interface,
-//! an AF_PACKET socket with TPACKET_V3 rings ([`rvs_sys::packet`]); the
+//! an AF_PACKET socket with memory-mapped rings ([`rvs_sys::packet`];
+//! TPACKET_V2 frame rings by default, which hand each frame over at once
+//! instead of waiting for a block to fill or for the block timer); the
 //! sockets of one interface form one fanout group (by flow hash), so each
 //! frame reaches one worker. A worker waits on its sockets, takes a
-//! receive block (a batch of frames), hands each frame to the
-//! [`rvs_forward::Forwarder`], copies each frame to send into the transmit
-//! ring of the verdict's interface, and flushes every transmit ring once
-//! per batch.
+//! receive batch (the frames ready), hands each frame to the
+//! [`rvs_forward::Forwarder`], which writes the frame to send straight
+//! into a free slot of the transmit ring the previous frame went out on
+//! (a frame for another interface is copied to that interface's ring), and
+//! flushes every transmit ring once per batch.
 //!
 //! Around the workers:
 //! - [`claim`]: an nftables table that keeps the kernel from answering or
@@ -41,8 +44,9 @@
 //! VLAN-tagged frames (the kernel strips the tag into the ring header;
 //! forwarding the bare frame would move it to the untagged network) are
 //! counted and not forwarded. Frames truncated by the ring (longer than
-//! a block) and frames too long for a transmit slot (GSO/GRO super-frames:
-//! turn those offloads off on the interfaces) are counted and dropped.
+//! a 2 KiB receive slot, or a block with V3 rings) and frames too long
+//! for a transmit slot (GSO/GRO super-frames: turn those offloads off on
+//! the interfaces) are counted and dropped.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
