@@ -19,7 +19,8 @@
 //!
 //! `RVS_BENCH_RX=blocks` runs the data plane on TPACKET_V3 block rings
 //! instead of the default TPACKET_V2 frame rings; `RVS_BENCH_TX=ring` or
-//! `copy` chooses how the data plane sends.
+//! `copy` chooses how the data plane sends; `RVS_BENCH_BUSY_POLL_US=N` sets
+//! the workers' busy poll (`DataplaneConfig::busy_poll_us`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -128,7 +129,12 @@ fn main() {
         Ok("ring") => TxMode::Ring,
         _ => RingConfig::default().tx_mode,
     };
+    let busy_poll_us: u32 = std::env::var("RVS_BENCH_BUSY_POLL_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let direct = SocketAddr::new(t.servers[0].lan.into(), 80);
+    println!("data plane busy poll: {busy_poll_us} us");
     println!(
         "new connection per request, {n} requests per path and round, {rounds} round(s), {workers} worker(s), {rx_layout:?}/{tx_mode:?} rings"
     );
@@ -153,6 +159,7 @@ fn main() {
                         ..RingConfig::default()
                     },
                     instance: format!("bench{}", std::process::id()),
+                    busy_poll_us,
                     ..DataplaneConfig::default()
                 })
             })
