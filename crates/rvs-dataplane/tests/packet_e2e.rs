@@ -10,6 +10,7 @@ use rvs_api::Control;
 use rvs_core::model::Forward;
 use rvs_dataplane::{Dataplane, DataplaneConfig};
 use rvs_forward::Neighbours;
+use rvs_sys::packet::{RxLayout, TxMode};
 use rvs_testkit::{
     Backend, CLIENT, DIRECTOR_LAN_IF, DIRECTOR_PRIVATE_IF, Topology, TopologySpec, http_get,
     root_or_skip, vip, wait_for,
@@ -42,6 +43,15 @@ fn setup_with(
     rules: &[&str],
     extra: impl FnOnce(&Topology) -> Vec<rvs_testkit::Decapsulator>,
 ) -> Setup {
+    setup_tuned(tag, rules, extra, |_| {})
+}
+
+fn setup_tuned(
+    tag: &str,
+    rules: &[&str],
+    extra: impl FnOnce(&Topology) -> Vec<rvs_testkit::Decapsulator>,
+    tune: impl FnOnce(&mut DataplaneConfig) + Send + 'static,
+) -> Setup {
     assert!(
         rvs_testkit::have("ethtool"),
         "ethtool is needed (apt-get install ethtool)"
@@ -69,12 +79,14 @@ fn setup_with(
     let dp = t
         .director
         .within(move || {
-            Dataplane::start(DataplaneConfig {
+            let mut cfg = DataplaneConfig {
                 interfaces: vec![DIRECTOR_LAN_IF.into(), DIRECTOR_PRIVATE_IF.into()],
                 workers: 2,
                 instance,
                 ..DataplaneConfig::default()
-            })
+            };
+            tune(&mut cfg);
+            Dataplane::start(cfg)
         })
         .unwrap()
         .unwrap();
@@ -183,6 +195,35 @@ fn nat_round_robin_replies_come_back_from_the_vip() {
     );
     let conns = s.dp.connections();
     assert!(!conns.is_empty());
+}
+
+#[test]
+fn nat_through_block_rings_sendmmsg_and_busy_polling_workers() {
+    if !root_or_skip("packet NAT, other ring modes") {
+        return;
+    }
+    let s = setup_tuned(
+        "natv3",
+        &[
+            "-A -t 203.0.113.10:8080 -s rr",
+            "-a -t 203.0.113.10:8080 -r 198.51.100.21:80 -m",
+            "-a -t 203.0.113.10:8080 -r 198.51.100.22:80 -m",
+        ],
+        |_| Vec::new(),
+        |cfg| {
+            cfg.rings.rx_layout = RxLayout::Blocks;
+            cfg.rings.tx_mode = TxMode::Copy;
+            cfg.busy_poll_us = 50;
+        },
+    );
+    let answers = requests(&s, 8080, 6);
+    check_rr(&answers);
+    let c = s.dp.counters();
+    assert!(
+        c.forward.forwarded_out >= 6 * 2,
+        "replies went through the director: {c:?}"
+    );
+    assert_eq!(c.tx_errors, 0, "{c:?}");
 }
 
 #[test]

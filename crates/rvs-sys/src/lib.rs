@@ -1,7 +1,7 @@
 //! Every unsafe system interface of rvs, each behind a safe wrapper that
 //! returns `io::Result`:
 //!
-//! - [`packet`]: AF_PACKET sockets with TPACKET_V3 receive and transmit
+//! - [`packet`]: AF_PACKET sockets with TPACKET_V2 or V3 receive and transmit
 //!   rings, fanout groups, batch receive and batch send;
 //! - [`iface`]: interface index, MAC address and MTU;
 //! - [`wait_readable`] and [`wait_any`]: `poll(2)` with a timeout;

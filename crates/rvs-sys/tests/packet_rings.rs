@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rvs_sys::packet::{FanoutMode, PacketSocket, RingConfig};
+use rvs_sys::packet::{FanoutMode, PacketSocket, RingConfig, RxLayout, TxMode};
 use rvs_sys::{iface, netns, wait_readable};
 
 fn root_or_skip() -> bool {
@@ -118,11 +118,29 @@ fn receive(s: &mut PacketSocket, want: usize) -> Vec<(Vec<u8>, rvs_sys::packet::
 
 #[test]
 fn a_batch_sent_on_one_end_arrives_whole_on_the_other() {
+    batch_round_trip(RxLayout::Frames, TxMode::Ring, "batch2");
+}
+
+#[test]
+fn a_batch_arrives_whole_when_sent_by_copy() {
+    batch_round_trip(RxLayout::Frames, TxMode::Copy, "batchc");
+}
+
+#[test]
+fn a_batch_arrives_whole_through_block_rings_too() {
+    batch_round_trip(RxLayout::Blocks, TxMode::Ring, "batch3");
+}
+
+fn batch_round_trip(rx_layout: RxLayout, tx_mode: TxMode, tag: &str) {
     if !root_or_skip() {
         return;
     }
-    let p = Pair::new("batch");
-    let cfg = RingConfig::default();
+    let p = Pair::new(tag);
+    let cfg = RingConfig {
+        rx_layout,
+        tx_mode,
+        ..RingConfig::default()
+    };
     let mut tx = open_in(&p.a, "va", cfg);
     let mut rx = open_in(&p.b, "vb", cfg);
     assert!(tx.tx().max_frame() >= 1514);
@@ -210,4 +228,49 @@ fn bad_ring_sizes_are_refused() {
         PacketSocket::open(1, &cfg).unwrap_err().kind(),
         std::io::ErrorKind::InvalidInput
     );
+}
+
+#[test]
+fn a_frame_longer_than_a_receive_slot_arrives_truncated_and_says_so() {
+    if !root_or_skip() {
+        return;
+    }
+    let p = Pair::new("trunc");
+    ip(&["-n", &p.a, "link", "set", "va", "mtu", "4000"]);
+    ip(&["-n", &p.b, "link", "set", "vb", "mtu", "4000"]);
+    let cfg = RingConfig::default();
+    let (ns, dev) = (p.a.clone(), "va".to_string());
+    // A default transmit slot is 2 KiB too: the sender has larger ones.
+    let mut tx = std::thread::spawn(move || {
+        netns::enter(&ns).unwrap();
+        let i = iface::lookup(&dev).unwrap();
+        PacketSocket::open(
+            i.index,
+            &RingConfig {
+                tx_frame_size: 4096,
+                tx_frames: 64,
+                ..RingConfig::default()
+            },
+        )
+        .unwrap()
+    })
+    .join()
+    .unwrap();
+    let (ns, dev) = (p.b.clone(), "vb".to_string());
+    let mut rx = std::thread::spawn(move || {
+        netns::enter(&ns).unwrap();
+        PacketSocket::open(iface::lookup(&dev).unwrap().index, &cfg).unwrap()
+    })
+    .join()
+    .unwrap();
+    assert!(tx.tx().push(&frame(1, 3000)));
+    assert!(tx.tx().push(&frame(2, 100)));
+    tx.tx().flush().unwrap();
+    let got = receive(&mut rx, 2);
+    assert_eq!(got.len(), 2, "frames received");
+    let (big, meta) = &got[0];
+    assert_eq!(meta.len, 3000, "the wire length");
+    assert!(big.len() < 2048, "captured {} bytes", big.len());
+    assert_eq!(big[..], frame(1, 3000)[..big.len()]);
+    assert_eq!(got[1].0, frame(2, 100), "the next slot is intact");
 }

@@ -439,7 +439,11 @@ impl Backend {
                         let _ = serve(s, &name, peer);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2));
+                        // Wait for the next connection (not a fixed sleep:
+                        // that would add up to its length to every
+                        // request a benchmark times).
+                        use std::os::fd::AsFd;
+                        rvs_sys::wait_readable(l.as_fd(), Duration::from_millis(50))?;
                     }
                     Err(e) => return Err(e),
                 }
