@@ -6,10 +6,11 @@ use rvs_core::director::{
     ConnRef, Director, DirectorConfig, DropReason as CoreDrop, PacketInfo,
     Verdict as DirectorVerdict,
 };
-use rvs_core::model::{Forward, Protocol, Tunnel};
+use rvs_core::model::{Forward, Protocol, ServiceKey, Tunnel};
 use rvs_core::state::TcpFlags;
 
 use crate::icmp::{IcmpError, build_error};
+use crate::reset::build_reset;
 use crate::tunnel::{self, Outer};
 use crate::wire::{
     CsumField, ETH_HDR, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IpView, L4, PROTO_ICMP, PROTO_ICMPV6,
@@ -108,9 +109,11 @@ pub enum Verdict {
         /// Bytes of `out` that make the frame.
         len: usize,
     },
-    /// Send the ICMP error in `out[..len]` back out of `iface`, the
-    /// receiving interface (fragmentation needed, packet too big, port
-    /// unreachable, time exceeded); the received packet is dropped.
+    /// Send the ICMP error or TCP reset in `out[..len]` back out of
+    /// `iface`, the receiving interface (fragmentation needed, packet too
+    /// big, port unreachable, time exceeded; a reset for a segment to a
+    /// service that matches no connection); the received packet is
+    /// dropped.
     Reply {
         /// The interface to send it from.
         iface: IfIndex,
@@ -242,6 +245,9 @@ pub struct Counters {
     pub icmp_forwarded: u64,
     /// ICMP errors the forwarder generated ([`Verdict::Reply`]).
     pub icmp_sent: u64,
+    /// TCP resets the forwarder generated ([`Verdict::Reply`]) for
+    /// segments to a service that match no connection.
+    pub resets_sent: u64,
     /// Frames left to the host ([`Verdict::Pass`]).
     pub passed: u64,
     /// Dropped frames by reason ([`DropReason::index`]).
@@ -332,8 +338,8 @@ impl Forwarder {
             Verdict::NeedNeighbour { .. } => {
                 self.counters.drops[DropReason::NoNeighbour.index()] += 1
             }
-            Verdict::Reply { .. } => self.counters.icmp_sent += 1,
-            Verdict::Forward { .. } => {}
+            // Counted where they are built (ICMP errors or resets).
+            Verdict::Reply { .. } | Verdict::Forward { .. } => {}
         }
         v
     }
@@ -427,6 +433,7 @@ impl Forwarder {
                 }
                 v
             }
+            DirectorVerdict::Pass if proto == Protocol::Tcp => self.stray_segment(cx, ip, &l4),
             DirectorVerdict::Pass => Verdict::Pass,
             DirectorVerdict::Reject => {
                 if self.cfg.icmp_unreachable {
@@ -599,10 +606,41 @@ impl Forwarder {
         Verdict::Pass
     }
 
+    /// A TCP segment the director neither forwards nor schedules (not a
+    /// SYN, no connection). For a service's address and port it is
+    /// answered with a reset, as the kernel's director answers it from its
+    /// own stack (the VIP is local there); anything else is the host's.
+    fn stray_segment(&mut self, cx: &mut Cx<'_>, ip: &IpView, l4: &L4) -> Verdict {
+        let service = |port| ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: ip.dst,
+            port,
+        };
+        if !self.director.is_virtual_address(ip.dst)
+            || (self.director.service(&service(l4.dport)).is_none()
+                && self.director.service(&service(0)).is_none())
+        {
+            return Verdict::Pass;
+        }
+        match build_reset(cx.frame, ip, cx.out) {
+            Some(len) => {
+                self.counters.resets_sent += 1;
+                self.counters.drops[DropReason::NoConnection.index()] += 1;
+                Verdict::Reply {
+                    iface: cx.meta.iface,
+                    len,
+                }
+            }
+            // A reset is never answered; a malformed segment is dropped.
+            None => Verdict::Drop(DropReason::NoConnection),
+        }
+    }
+
     /// An ICMP error of our own about the received packet.
     fn reply(&mut self, cx: &mut Cx<'_>, ip: &IpView, err: IcmpError, why: DropReason) -> Verdict {
         match build_error(cx.frame, ip, err, cx.out) {
             Some(len) => {
+                self.counters.icmp_sent += 1;
                 self.counters.drops[why.index()] += 1;
                 Verdict::Reply {
                     iface: cx.meta.iface,

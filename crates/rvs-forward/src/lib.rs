@@ -24,6 +24,12 @@
 //! ICMP and ICMPv6 errors are matched to their connection through the
 //! embedded header and translated (NAT) or forwarded with it (DR, TUN).
 //!
+//! A TCP segment for a service's address and port that matches no
+//! connection and cannot start one (not a SYN) is answered with a reset,
+//! as the kernel's director answers it from its own stack: this is how a
+//! client learns that its connection was expired (`expire_nodest_conn`)
+//! or lost.
+//!
 //! # Use
 //! ```
 //! use std::net::IpAddr;
@@ -133,6 +139,7 @@ mod checksum;
 mod decap;
 mod forward;
 mod icmp;
+mod reset;
 mod tunnel;
 mod wire;
 

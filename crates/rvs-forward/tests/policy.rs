@@ -377,19 +377,80 @@ fn traffic_for_others_is_passed() {
     arp.extend_from_slice(&[0x08, 0x06]);
     arp.extend_from_slice(&[0; 28]);
     assert_eq!(run(&mut fw, &arp, CLIENT_IF, 0).0, Verdict::Pass);
-    // A non-SYN segment without a connection does not create one.
-    assert_eq!(
-        run(
+    assert_eq!(fw.counters().passed, 3);
+}
+
+/// The sequence, acknowledgment and flags of the TCP segment in `frame`.
+fn tcp_numbers(frame: &[u8]) -> (u32, u32, u8) {
+    let h = etherparse::PacketHeaders::from_ethernet_slice(frame).unwrap();
+    let Some(etherparse::TransportHeader::Tcp(t)) = h.transport else {
+        panic!("not TCP");
+    };
+    let flags = u8::from(t.fin)
+        | u8::from(t.syn) << 1
+        | u8::from(t.rst) << 2
+        | u8::from(t.psh) << 3
+        | u8::from(t.ack) << 4;
+    (t.sequence_number, t.acknowledgment_number, flags)
+}
+
+#[test]
+fn a_stray_segment_to_a_service_is_reset_as_the_kernel_director_does() {
+    for (client, vip) in [(CLIENT4, VIP4), (CLIENT6, VIP6)] {
+        let mut fw = forwarder();
+        service(
             &mut fw,
-            &from_client(CLIENT4, 1, VIP4, 80, Tcp::Ack),
-            CLIENT_IF,
-            0
-        )
-        .0,
-        Verdict::Pass
-    );
-    assert_eq!(fw.counters().passed, 4);
-    assert!(fw.director().connections().is_empty());
+            key(Protocol::Tcp, vip, 80),
+            dest(if vip == VIP4 { RS4 } else { RS6 }, 80, Forward::Route),
+        );
+        // With ACK: the reset takes the acknowledgment as its sequence.
+        let ack = from_client(client, 40000, vip, 80, Tcp::Ack);
+        let (v, out) = run(&mut fw, &ack, CLIENT_IF, 0);
+        assert!(
+            matches!(v, Verdict::Reply { iface, .. } if iface == CLIENT_IF),
+            "{v:?}"
+        );
+        let p = parse_checked(&out);
+        assert_eq!((p.src_mac, p.dst_mac), (DIRECTOR_MAC, ROUTER_MAC));
+        assert_eq!((p.src, p.dst), (ip(vip), ip(client)));
+        assert_eq!((p.sport, p.dport), (80, 40000));
+        assert!(p.payload.is_empty());
+        assert_eq!(tcp_numbers(&out), (1, 0, 0x04), "RST, seq = the ACK");
+        // Without ACK (FIN alone): seq 0, acknowledging data and FIN.
+        let mut fin = from_client(client, 40001, vip, 80, Tcp::FinAck);
+        let flags_at = fin.len() - 5 - 20 + 13;
+        fin[flags_at] = 0x01;
+        let (_, out) = run(&mut fw, &fin, CLIENT_IF, 1);
+        let p = parse_checked(&out);
+        assert_eq!(p.dport, 40001);
+        assert_eq!(
+            tcp_numbers(&out),
+            (0, 1000 + 5 + 1, 0x14),
+            "RST|ACK of the 5 bytes and the FIN"
+        );
+        // A reset is never answered; other ports and addresses are the
+        // host's; no connection is created.
+        for f in [
+            from_client(client, 40002, vip, 80, Tcp::Rst),
+            from_client(client, 40003, vip, 22, Tcp::Ack),
+        ] {
+            let (v, _) = run(&mut fw, &f, CLIENT_IF, 2);
+            assert!(matches!(v, Verdict::Drop(_) | Verdict::Pass), "{v:?}");
+        }
+        assert_eq!(
+            run(
+                &mut fw,
+                &from_client(client, 40003, vip, 22, Tcp::Ack),
+                CLIENT_IF,
+                3
+            )
+            .0,
+            Verdict::Pass
+        );
+        let c = fw.counters();
+        assert_eq!((c.resets_sent, c.icmp_sent), (2, 0), "{c:?}");
+        assert!(fw.director().connections().is_empty());
+    }
 }
 
 #[test]

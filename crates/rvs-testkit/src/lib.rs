@@ -6,7 +6,8 @@
 //! deleted (which removes their veths and bridges), started processes are
 //! killed by PID and reaped, backend threads are stopped and joined.
 //! Only documentation addresses are used (192.0.2.0/24, 198.51.100.0/24,
-//! 203.0.113.0/24), and nothing is routed from the root namespace.
+//! 203.0.113.0/24, 2001:db8::/32), and nothing is routed from the root
+//! namespace.
 //!
 //! # The topology
 //!
@@ -23,12 +24,22 @@
 //! go back through the director while DR replies go straight to the
 //! client. The director has `ip_forward=1`, `send_redirects=0`; the client
 //! `tcp_tw_reuse=1` and a wide `ip_local_port_range`.
+//!
+//! Every host also has IPv6 addresses on the same segments: the L2 segment
+//! is 2001:db8::/64 (client ::10, director ::1, real servers ::21 up), the
+//! private one 2001:db8:1::/64 (director ::1, real servers ::21 up), the
+//! IPv6 VIP is 2001:db8:ffff::10 (on the real servers' `lo`; the client
+//! routes 2001:db8:ffff::/64 via the director), and the real servers route
+//! `from 2001:db8:1::/64` through the director as for IPv4. Duplicate
+//! address detection is off in every namespace, so addresses are usable at
+//! once; neighbours are found with ND as usual.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -243,6 +254,15 @@ pub const DIRECTOR_PRIVATE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The virtual IP (on the real servers' `lo`; the client routes
 /// 203.0.113.0/24 via the director).
 pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// The client's IPv6 address on the L2 segment.
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+/// The director's IPv6 address on the L2 segment.
+pub const DIRECTOR_LAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+/// The director's IPv6 address on the private segment.
+pub const DIRECTOR_PRIVATE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+/// The IPv6 virtual IP (on the real servers' `lo`; the client routes
+/// 2001:db8:ffff::/64 via the director).
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x10);
 /// The director's interface on the L2 segment.
 pub const DIRECTOR_LAN_IF: &str = "eth0";
 /// The director's interface on the private segment.
@@ -257,6 +277,10 @@ pub struct RealServer {
     pub lan: Ipv4Addr,
     /// Its address on the private segment (NAT).
     pub private: Ipv4Addr,
+    /// Its IPv6 address on the L2 segment (DR).
+    pub lan6: Ipv6Addr,
+    /// Its IPv6 address on the private segment (NAT).
+    pub private6: Ipv6Addr,
 }
 
 /// Client, director and real servers around two bridges (module docs).
@@ -301,6 +325,21 @@ fn offloads_off(ns: &Netns, dev: &str) -> io::Result<()> {
     .map(drop)
 }
 
+/// Turns duplicate address detection off for interfaces made from now on
+/// in `ns` (addresses are then usable at once, not "tentative").
+fn no_dad(ns: &Netns) -> io::Result<()> {
+    for k in ["all", "default"] {
+        ns.sysctl(&format!("net.ipv6.conf.{k}.accept_dad"), "0")?;
+        ns.sysctl(&format!("net.ipv6.conf.{k}.dad_transmits"), "0")?;
+    }
+    Ok(())
+}
+
+fn addr6(ns: &Netns, addr: &str, dev: &str) -> io::Result<()> {
+    ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"])
+        .map(drop)
+}
+
 impl Topology {
     /// Builds the topology (root only).
     pub fn build(spec: &TopologySpec) -> io::Result<Topology> {
@@ -308,8 +347,10 @@ impl Topology {
         let pid = std::process::id();
         let name = |role: &str| format!("rvs-{}-{role}-{pid}", spec.tag);
         let switch = Netns::new(&name("sw"))?;
+        no_dad(&switch)?;
         for br in ["lan", "priv"] {
-            switch.ip(&["link", "add", br, "type", "bridge"])?;
+            // Without snooping, ND multicast is flooded like broadcast.
+            switch.ip(&["link", "add", br, "type", "bridge", "mcast_snooping", "0"])?;
             switch.ip(&["link", "set", br, "up"])?;
         }
         let client = Netns::new(&name("client"))?;
@@ -320,6 +361,8 @@ impl Topology {
                 ns: Netns::new(&name(&format!("rs{i}")))?,
                 lan: Ipv4Addr::new(192, 0, 2, 21 + i as u8),
                 private: Ipv4Addr::new(198, 51, 100, 21 + i as u8),
+                lan6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x21 + i as u16),
+                private6: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x21 + i as u16),
             });
         }
         let t = Topology {
@@ -329,6 +372,11 @@ impl Topology {
             switch,
         };
         let (sw, c, d) = (&t.switch, &t.client, &t.director);
+        no_dad(c)?;
+        no_dad(d)?;
+        for rs in &t.servers {
+            no_dad(&rs.ns)?;
+        }
         veth(c, "eth0", sw, "c0", "lan")?;
         c.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"])?;
         c.ip(&[
@@ -337,6 +385,15 @@ impl Topology {
             "203.0.113.0/24",
             "via",
             &DIRECTOR_LAN.to_string(),
+        ])?;
+        addr6(c, &format!("{CLIENT6}/64"), "eth0")?;
+        c.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:ffff::/64",
+            "via",
+            &DIRECTOR_LAN6.to_string(),
         ])?;
         c.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
         c.sysctl("net.ipv4.ip_local_port_range", "10000 65000")?;
@@ -356,7 +413,10 @@ impl Topology {
             "dev",
             DIRECTOR_PRIVATE_IF,
         ])?;
+        addr6(d, &format!("{DIRECTOR_LAN6}/64"), DIRECTOR_LAN_IF)?;
+        addr6(d, &format!("{DIRECTOR_PRIVATE6}/64"), DIRECTOR_PRIVATE_IF)?;
         d.sysctl("net.ipv4.ip_forward", "1")?;
+        d.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         d.sysctl("net.ipv4.conf.all.send_redirects", "0")?;
         d.sysctl("net.ipv4.conf.default.send_redirects", "0")?;
         for (i, rs) in t.servers.iter().enumerate() {
@@ -366,6 +426,9 @@ impl Topology {
             n.ip(&["addr", "add", &format!("{}/24", rs.lan), "dev", "eth0"])?;
             n.ip(&["addr", "add", &format!("{}/24", rs.private), "dev", "eth1"])?;
             n.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+            addr6(n, &format!("{}/64", rs.lan6), "eth0")?;
+            addr6(n, &format!("{}/64", rs.private6), "eth1")?;
+            addr6(n, &format!("{VIP6}/128"), "lo")?;
             for (k, v) in [
                 ("net.ipv4.conf.all.arp_ignore", "1"),
                 ("net.ipv4.conf.all.arp_announce", "2"),
@@ -382,6 +445,25 @@ impl Topology {
                 "default",
                 "via",
                 &DIRECTOR_PRIVATE.to_string(),
+                "table",
+                "100",
+            ])?;
+            n.ip(&[
+                "-6",
+                "rule",
+                "add",
+                "from",
+                "2001:db8:1::/64",
+                "table",
+                "100",
+            ])?;
+            n.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &DIRECTOR_PRIVATE6.to_string(),
                 "table",
                 "100",
             ])?;
@@ -494,14 +576,30 @@ impl Drop for Backend {
 
 /// One HTTP GET of `/` to `addr` from inside `ns`; the response body.
 pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> io::Result<String> {
+    http_get_path(ns, addr, "/", timeout)
+}
+
+/// One HTTP/1.0 GET of `path` to `addr` from inside `ns`; the body of a
+/// 200 answer (HTTP/1.0 or 1.1), else an error.
+pub fn http_get_path(
+    ns: &Netns,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<String> {
+    let path = path.to_string();
     ns.within(move || -> io::Result<String> {
         let mut s = TcpStream::connect_timeout(&addr, timeout)?;
         s.set_read_timeout(Some(timeout))?;
-        write!(s, "GET / HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip())?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
         let mut r = String::new();
         s.read_to_string(&mut r)?;
         match r.split_once("\r\n\r\n") {
-            Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
+            Some((head, body))
+                if head.starts_with("HTTP/1.0 200 ") || head.starts_with("HTTP/1.1 200 ") =>
+            {
+                Ok(body.to_string())
+            }
             _ => Err(io::Error::other(format!("bad response {r:?}"))),
         }
     })?
@@ -510,6 +608,11 @@ pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> io::Result<S
 /// The address of the VIP's service port `port`.
 pub fn vip(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(VIP), port)
+}
+
+/// The address of the IPv6 VIP's service port `port`.
+pub fn vip6(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(VIP6), port)
 }
 
 /// A userspace LVS-TUN decapsulator for a real server (this kernel has no
@@ -600,6 +703,280 @@ impl Decapsulator {
 }
 
 impl Drop for Decapsulator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The bytes of the large file every [`Nginx`] serves as `/big`: `len`
+/// bytes of a pattern that makes a lost, duplicated or misplaced segment
+/// visible.
+pub fn big_file(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+        .collect()
+}
+
+/// How a real server's [`Nginx`] runs.
+#[derive(Debug, Clone)]
+pub struct NginxSpec {
+    /// The name `GET /` answers (`NAME\n`).
+    pub name: String,
+    /// Ports it listens on, IPv4 and IPv6 (all addresses).
+    pub ports: Vec<u16>,
+    /// Size of `/big`.
+    pub big_len: usize,
+    /// nginx's `limit_rate` for `/big`, bytes per second (a long transfer).
+    pub big_rate: u32,
+}
+
+/// A real nginx in a namespace, run as one process (`master_process off`,
+/// so it keeps root and reads its files; its PID is the child's) with its
+/// own prefix directory, removed on drop. `GET /` answers its name, `/big`
+/// is [`big_file`] sent at a limited rate, and its access log has one line
+/// per request: `REMOTE_ADDR REQUEST_URI`.
+#[derive(Debug)]
+pub struct Nginx {
+    // The process goes before its directory.
+    child: ChildGuard,
+    /// Its prefix directory.
+    pub prefix: PathBuf,
+}
+
+fn nginx_binary() -> PathBuf {
+    let dirs = std::env::var("PATH").unwrap_or_default();
+    dirs.split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+        .map(|d| Path::new(d).join("nginx"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("nginx is not installed (apt-get install -y nginx; .ci/run installs it)")
+        })
+}
+
+impl Nginx {
+    /// Starts nginx `spec` in `ns` with its files under `dir` and returns
+    /// once every port accepts connections (10 s at most).
+    pub fn start(ns: &Netns, dir: &Path, spec: &NginxSpec) -> io::Result<Nginx> {
+        let prefix = dir.join(format!("nginx-{}-{}", spec.name, ns.name()));
+        let _ = std::fs::remove_dir_all(&prefix);
+        std::fs::create_dir_all(prefix.join("www"))?;
+        std::fs::create_dir_all(prefix.join("tmp"))?;
+        std::fs::write(prefix.join("www/big"), big_file(spec.big_len))?;
+        let p = prefix.display();
+        let listen: String = spec
+            .ports
+            .iter()
+            .map(|port| format!("    listen {port};\n    listen [::]:{port};\n"))
+            .collect();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\n\
+             pid {p}/nginx.pid;\nerror_log {p}/error.log warn;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  log_format peer '$remote_addr $request_uri';\n  \
+             access_log {p}/access.log peer;\n  default_type text/plain;\n  \
+             client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
+             fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  \
+             scgi_temp_path {p}/tmp/scgi;\n  root {p}/www;\n  keepalive_timeout 0;\n  \
+             server {{\n{listen}    location = / {{ return 200 \"{name}\\n\"; }}\n    \
+             location = /big {{ limit_rate {rate}; }}\n  }}\n}}\n",
+            name = spec.name,
+            rate = spec.big_rate,
+        );
+        std::fs::write(prefix.join("nginx.conf"), conf)?;
+        let conf_path = prefix.join("nginx.conf");
+        let err_path = prefix.join("error.log");
+        let child = ns
+            .command(nginx_binary().to_str().unwrap_or("nginx"))
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf_path)
+            // Before reading its configuration nginx opens its built-in
+            // error log path: point that into the prefix too.
+            .arg("-e")
+            .arg(&err_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut n = Nginx {
+            child: ChildGuard(child),
+            prefix,
+        };
+        for &port in &spec.ports {
+            for ip in [
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ] {
+                let addr = SocketAddr::new(ip, port);
+                let listening = wait_for(Duration::from_secs(10), || {
+                    n.child.exited().is_none()
+                        && ns
+                            .within(move || {
+                                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                                    .is_ok()
+                            })
+                            .unwrap_or(false)
+                });
+                if !listening {
+                    return Err(io::Error::other(format!(
+                        "nginx {} does not listen on {addr}: {}",
+                        spec.name,
+                        std::fs::read_to_string(&err_path).unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// The access log's lines (`REMOTE_ADDR REQUEST_URI`).
+    pub fn access_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.prefix.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        let _ = std::fs::remove_dir_all(&self.prefix);
+    }
+}
+
+/// A long HTTP download running on a thread inside a namespace: progress
+/// is readable while it runs. It ends when the server closes the
+/// connection, on an error, after `limit` without completing, or when
+/// dropped (the connection is closed then).
+#[derive(Debug)]
+pub struct Download {
+    received: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    local: SocketAddr,
+    thread: Option<JoinHandle<io::Result<io::Result<Vec<u8>>>>>,
+}
+
+impl Download {
+    /// Connects from `ns` to `addr` (5 s at most), sends `GET path` and
+    /// reads on; gives up `limit` after the start.
+    pub fn start(
+        ns: &Netns,
+        addr: SocketAddr,
+        path: &str,
+        limit: Duration,
+    ) -> io::Result<Download> {
+        let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, st, path) = (received.clone(), stop.clone(), path.to_string());
+        let thread = ns.thread(move || -> io::Result<Vec<u8>> {
+            let deadline = Instant::now() + limit;
+            let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+            };
+            let _ = tx.send(s.local_addr());
+            write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            s.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return Ok(all),
+                    Ok(n) => {
+                        all.extend_from_slice(&buf[..n]);
+                        r.store(all.len(), Ordering::Relaxed);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+                if Instant::now() >= deadline || st.load(Ordering::Relaxed) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("incomplete after {limit:?}: {} bytes", all.len()),
+                    ));
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(local)) => Ok(Download {
+                received,
+                stop,
+                local,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::other("the download did not connect")),
+        }
+    }
+
+    /// The client's own address and port of its connection.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Bytes received so far (headers included).
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Whether the thread has ended.
+    pub fn ended(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits until no byte has arrived for `quiet`, at most `within`;
+    /// true when it stalled so (and has not ended).
+    pub fn stalls(&self, quiet: Duration, within: Duration) -> bool {
+        let mut last = (self.received(), Instant::now());
+        wait_for(within, || {
+            let now = self.received();
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            !self.ended() && last.1.elapsed() >= quiet
+        })
+    }
+
+    /// Waits for the end; the body of a 200 answer, or what went wrong.
+    pub fn finish(mut self) -> io::Result<Vec<u8>> {
+        let all = match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r??,
+            _ => return Err(io::Error::other("download thread panicked")),
+        };
+        let at = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| io::Error::other("no header end"))?;
+        let head = String::from_utf8_lossy(&all[..at]);
+        if !(head.starts_with("HTTP/1.1 200 ") || head.starts_with("HTTP/1.0 200 ")) {
+            return Err(io::Error::other(format!("bad answer: {head}")));
+        }
+        Ok(all[at + 4..].to_vec())
+    }
+}
+
+impl Drop for Download {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {

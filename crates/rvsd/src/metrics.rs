@@ -199,6 +199,7 @@ impl Collector for PacketCollector {
             ("forwarded_out", f.forwarded_out),
             ("icmp_forwarded", f.icmp_forwarded),
             ("icmp_sent", f.icmp_sent),
+            ("resets_sent", f.resets_sent),
             ("passed", f.passed),
             ("transmitted", c.tx_frames),
         ]
