@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod diff;
+pub mod failover;
 pub mod settings;
 pub mod spec;
 
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
 pub use diff::{Op, diff};
+pub use failover::{VrrpInstance, VrrpInstanceSpec};
 pub use settings::{
     ControlSettings, DataplaneMode, DataplaneSettings, DirectorSettings, MetricsSettings,
     ProxySettings, TimeoutSettings, check_interface_name,
@@ -65,6 +67,13 @@ pub struct ConfigFile {
     /// `[[service]]`: the virtual services and their servers.
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
+    /// `[[vrrp_instance]]`: director failover with VRRP.
+    #[serde(
+        default,
+        rename = "vrrp_instance",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub vrrp_instances: Vec<VrrpInstanceSpec>,
 }
 
 /// A checked service of the configuration.
@@ -93,6 +102,10 @@ pub struct Config {
     pub dataplane: DataplaneSettings,
     /// The services in file order.
     pub services: Vec<Service>,
+    /// The VRRP instances as written (checked).
+    pub vrrp_instance_specs: Vec<VrrpInstanceSpec>,
+    /// The VRRP instances, checked, in file order.
+    pub vrrp_instances: Vec<VrrpInstance>,
 }
 
 impl Config {
@@ -139,6 +152,7 @@ impl Config {
                 .iter()
                 .map(|s| ServiceSpec::from_core(&s.config, Some(&s.servers), s.proxy_protocol))
                 .collect(),
+            vrrp_instances: self.vrrp_instance_specs.clone(),
         }
     }
 }
@@ -274,7 +288,42 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
             proxy_protocol: spec.proxy_protocol,
         });
     }
+    let mut vrrp_instances: Vec<VrrpInstance> = Vec::new();
+    for (i, spec) in raw.vrrp_instances.iter().enumerate() {
+        let at = top.key("vrrp_instance").index(i);
+        let inst = spec
+            .to_instance()
+            .map_err(|(p, m)| loc.at_path(&at.join(&p), m))?;
+        if let Some(first) = vrrp_instances.iter().position(|x| x.name == inst.name) {
+            let (line, _) = line_column(
+                loc.text,
+                loc.offset_of(&top.key("vrrp_instance").index(first)),
+            );
+            return Err(loc.at_path(
+                &at.key("name"),
+                format!(
+                    "duplicate vrrp_instance {:?} (first defined at line {line})",
+                    inst.name
+                ),
+            ));
+        }
+        if let Some(first) = vrrp_instances
+            .iter()
+            .position(|x| x.vrrp.vrid == inst.vrrp.vrid && x.interface == inst.interface)
+        {
+            return Err(loc.at_path(
+                &at.key("virtual_router_id"),
+                format!(
+                    "virtual_router_id {} is already used on {} by vrrp_instance {:?}",
+                    inst.vrrp.vrid, inst.interface, vrrp_instances[first].name
+                ),
+            ));
+        }
+        vrrp_instances.push(inst);
+    }
     Ok(Config {
+        vrrp_instance_specs: raw.vrrp_instances.clone(),
+        vrrp_instances,
         director: raw.director.clone(),
         metrics: raw.metrics.clone(),
         control: raw.control.clone(),
