@@ -43,7 +43,7 @@ impl Serialize for Seconds {
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = f64::deserialize(d)?;
-        if !v.is_finite() || v < 0.0 || v > 86_400.0 {
+        if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
             return Err(serde::de::Error::custom(
                 "a number of seconds between 0 and 86400 is expected",
             ));
@@ -261,13 +261,13 @@ impl VrrpInstanceSpec {
                 "advert_int must be between 0.01 and 40.95 seconds (VRRPv3 centiseconds)".into(),
             ));
         }
-        if self.version == 2 && (int == 0 || int % 1000 != 0 || int > 255_000) {
+        if self.version == 2 && (int == 0 || !int.is_multiple_of(1000) || int > 255_000) {
             return Err((
                 at.key("advert_int"),
                 "advert_int must be whole seconds 1..255 with version = 2".into(),
             ));
         }
-        if int % 10 != 0 {
+        if !int.is_multiple_of(10) {
             return Err((
                 at.key("advert_int"),
                 "advert_int is sent in centiseconds: use a multiple of 0.01".into(),

@@ -55,7 +55,7 @@ fn ctx(e: io::Error, what: &str) -> io::Error {
 }
 
 /// Whether `interface` has carrier (up and running).
-fn link_up(interface: &str) -> bool {
+pub fn link_up(interface: &str) -> bool {
     std::fs::read_to_string(format!("/sys/class/net/{interface}/carrier"))
         .is_ok_and(|s| s.trim() == "1")
 }

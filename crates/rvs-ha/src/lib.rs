@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use addr::{VipManager, interface_ipv4};
+pub use instance::link_up;
 use rvs_core::vrrp::{VrrpConfig, VrrpState};
 
 /// Something the instance tracks besides its own interface: polled every

@@ -118,6 +118,53 @@ impl Plane {
     }
 }
 
+/// Starts the `[[vrrp_instance]]`s, if any.
+fn start_vrrp(cfg: &rvs_config::Config) -> Result<Option<rvs_ha::Vrrp>, String> {
+    if cfg.vrrp_instances.is_empty() {
+        return Ok(None);
+    }
+    let mut instances = Vec::new();
+    for i in &cfg.vrrp_instances {
+        let mut vrrp = i.vrrp.clone();
+        if vrrp.primary_addr.is_unspecified() {
+            let a = rvs_ha::interface_ipv4(&i.interface, &vrrp.vips)
+                .map_err(|e| format!("vrrp_instance {}: {e}", i.name))?;
+            vrrp.primary_addr = a.into();
+        }
+        let trackers: Vec<rvs_ha::TrackFn> = i
+            .vrrp
+            .track
+            .iter()
+            .map(|t| {
+                let name = t.name.trim_start_matches("interface ").to_string();
+                Box::new(move || rvs_ha::link_up(&name)) as rvs_ha::TrackFn
+            })
+            .collect();
+        let [master, backup, fault, stop, any] = i.notify.clone();
+        instances.push(rvs_ha::InstanceConfig {
+            name: i.name.clone(),
+            interface: i.interface.clone(),
+            vrrp,
+            vip_prefix: i.vip_prefix.clone(),
+            version: i.version,
+            unicast_peers: i.unicast_peers.clone(),
+            garp_interval_ms: i.garp_interval_ms,
+            notify: rvs_ha::Notify {
+                master,
+                backup,
+                fault,
+                stop,
+                any,
+            },
+            trackers,
+        });
+    }
+    let n = instances.len();
+    let v = rvs_ha::Vrrp::start(instances, None).map_err(|e| format!("VRRP: {e}"))?;
+    tracing::info!(instances = n, "VRRP running");
+    Ok(Some(v))
+}
+
 /// Starts the packet data plane for a loaded configuration.
 fn packet_plane(loaded: &crate::Loaded) -> Result<rvs_dataplane::Dataplane, String> {
     let cfg = &loaded.config;
@@ -219,6 +266,13 @@ async fn async_run(args: Args) -> ExitCode {
         },
         None => None,
     };
+    let vrrp = match start_vrrp(&loaded.config) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing::info!(services = loaded.services.len(), "rvsd running");
     if let Some(backends) = demo {
         println!(
@@ -249,6 +303,11 @@ async fn async_run(args: Args) -> ExitCode {
             _ = int.recv() => break,
             _ = hup.recv() => reload(&args, &plane),
         }
+    }
+    // Masters send their priority-0 advert and give the addresses up
+    // first: the backup takes over after its skew time, not 3 intervals.
+    if let Some(v) = vrrp {
+        let _ = tokio::task::spawn_blocking(move || v.stop()).await;
     }
     let engine = match &plane {
         Plane::Proxy(e) => e,
