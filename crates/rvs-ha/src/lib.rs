@@ -22,6 +22,7 @@
 
 mod addr;
 mod instance;
+pub mod sync;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
