@@ -371,3 +371,120 @@ impl VrrpInstanceSpec {
         })
     }
 }
+
+/// `[sync]`'s `role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncRoleSetting {
+    /// Always the master daemon (sends).
+    Master,
+    /// Always the backup daemon (receives).
+    Backup,
+    /// Follows a VRRP instance, as keepalived's `lvs_sync_daemon`: the
+    /// master daemon while the instance is MASTER, else the backup daemon.
+    Vrrp,
+}
+
+/// `[sync]`: IPVS connection synchronisation (packet data plane).
+///
+/// ```toml
+/// [sync]
+/// role = "vrrp"
+/// vrrp_instance = "VI_1"
+/// interface = "eth1"
+/// sync_id = 1
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSpec {
+    /// master, backup or vrrp.
+    pub role: SyncRoleSetting,
+    /// With `role = "vrrp"`: the instance followed (default: the only one).
+    #[serde(default)]
+    pub vrrp_instance: Option<String>,
+    /// The interface the sync messages go out of and come in by.
+    pub interface: String,
+    /// `--syncid`, default 0 (a backup with 0 accepts every id).
+    #[serde(default)]
+    pub sync_id: u8,
+    /// `--sync-maxlen` (default: from the interface MTU).
+    #[serde(default)]
+    pub maxlen: Option<u16>,
+    /// `--mcast-group`, default 224.0.0.81.
+    #[serde(default)]
+    pub mcast_group: Option<Ipv4Addr>,
+    /// `--mcast-port`, default 8848.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `--mcast-ttl`, default 1.
+    #[serde(default)]
+    pub ttl: Option<u8>,
+    /// Send to this peer rather than to the group.
+    #[serde(default)]
+    pub unicast_peer: Option<Ipv4Addr>,
+}
+
+impl SyncSpec {
+    /// The first rule broken, with the key at fault (relative to `[sync]`),
+    /// given the VRRP instances' names.
+    pub fn check(&self, instances: &[VrrpInstance]) -> Result<(), (Path, String)> {
+        let at = Path::root();
+        check_interface_name(&self.interface).map_err(|m| (at.key("interface"), m))?;
+        if let Some(g) = self.mcast_group
+            && !g.is_multicast()
+        {
+            return Err((
+                at.key("mcast_group"),
+                format!("{g} is not a multicast address"),
+            ));
+        }
+        if self.port == Some(0) {
+            return Err((at.key("port"), "port must be 1..65535".into()));
+        }
+        if self.ttl == Some(0) {
+            return Err((at.key("ttl"), "ttl must be 1..255".into()));
+        }
+        if let Some(m) = self.maxlen
+            && !(48..=65_507).contains(&m)
+        {
+            return Err((at.key("maxlen"), "maxlen must be 48..65507".into()));
+        }
+        match (self.role, &self.vrrp_instance) {
+            (SyncRoleSetting::Vrrp, Some(n)) => {
+                if !instances.iter().any(|i| &i.name == n) {
+                    return Err((
+                        at.key("vrrp_instance"),
+                        format!("no [[vrrp_instance]] is named {n:?}"),
+                    ));
+                }
+            }
+            (SyncRoleSetting::Vrrp, None) => {
+                if instances.len() != 1 {
+                    return Err((
+                        at.key("role"),
+                        "role = \"vrrp\" needs vrrp_instance = NAME (or exactly one [[vrrp_instance]])"
+                            .into(),
+                    ));
+                }
+            }
+            (_, Some(_)) => {
+                return Err((
+                    at.key("vrrp_instance"),
+                    "vrrp_instance goes with role = \"vrrp\" only".into(),
+                ));
+            }
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
+    /// The instance the role follows (`role = "vrrp"`).
+    pub fn followed<'a>(&'a self, instances: &'a [VrrpInstance]) -> Option<&'a str> {
+        if self.role != SyncRoleSetting::Vrrp {
+            return None;
+        }
+        self.vrrp_instance
+            .as_deref()
+            .or_else(|| instances.first().map(|i| i.name.as_str()))
+    }
+}

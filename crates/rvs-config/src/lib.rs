@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
 pub use diff::{Op, diff};
-pub use failover::{VrrpInstance, VrrpInstanceSpec};
+pub use failover::{SyncRoleSetting, SyncSpec, VrrpInstance, VrrpInstanceSpec};
 pub use settings::{
     ControlSettings, DataplaneMode, DataplaneSettings, DirectorSettings, MetricsSettings,
     ProxySettings, TimeoutSettings, check_interface_name,
@@ -74,6 +74,9 @@ pub struct ConfigFile {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub vrrp_instances: Vec<VrrpInstanceSpec>,
+    /// `[sync]`: connection synchronisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncSpec>,
 }
 
 /// A checked service of the configuration.
@@ -106,6 +109,8 @@ pub struct Config {
     pub vrrp_instance_specs: Vec<VrrpInstanceSpec>,
     /// The VRRP instances, checked, in file order.
     pub vrrp_instances: Vec<VrrpInstance>,
+    /// `[sync]`, checked.
+    pub sync: Option<SyncSpec>,
 }
 
 impl Config {
@@ -153,6 +158,7 @@ impl Config {
                 .map(|s| ServiceSpec::from_core(&s.config, Some(&s.servers), s.proxy_protocol))
                 .collect(),
             vrrp_instances: self.vrrp_instance_specs.clone(),
+            sync: self.sync.clone(),
         }
     }
 }
@@ -321,7 +327,12 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
         }
         vrrp_instances.push(inst);
     }
+    if let Some(sync) = &raw.sync {
+        sync.check(&vrrp_instances)
+            .map_err(|(p, m)| loc.at_path(&top.key("sync").join(&p), m))?;
+    }
     Ok(Config {
+        sync: raw.sync.clone(),
         vrrp_instance_specs: raw.vrrp_instances.clone(),
         vrrp_instances,
         director: raw.director.clone(),

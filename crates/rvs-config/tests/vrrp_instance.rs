@@ -100,3 +100,26 @@ fn errors_point_at_the_value() {
         "f.toml:9:21: virtual_router_id 1 is already used on eth0 by vrrp_instance \"a\""
     );
 }
+
+#[test]
+fn sync_follows_a_named_instance() {
+    let c = rvs_config::parse(
+        &format!("{GOOD}\n[sync]\nrole = \"vrrp\"\ninterface = \"eth1\"\nsync_id = 3\n"),
+        "f",
+    )
+    .unwrap();
+    let s = c.sync.as_ref().unwrap();
+    assert_eq!(s.followed(&c.vrrp_instances), Some("VI_1"));
+    assert_eq!(s.sync_id, 3);
+    assert_eq!(
+        err(&format!(
+            "{GOOD}\n[sync]\nrole = \"vrrp\"\nvrrp_instance = \"VI_9\"\ninterface = \"eth1\"\n"
+        )),
+        "f.toml:19:17: no [[vrrp_instance]] is named \"VI_9\""
+    );
+    assert_eq!(
+        err("[sync]\nrole = \"master\"\ninterface = \"eth1\"\nmcast_group = \"192.0.2.1\"\n"),
+        "f.toml:4:15: 192.0.2.1 is not a multicast address"
+    );
+    assert!(err("[sync]\nrole = \"primary\"\ninterface = \"eth1\"\n").starts_with("f.toml:2:8: "));
+}

@@ -119,7 +119,10 @@ impl Plane {
 }
 
 /// Starts the `[[vrrp_instance]]`s, if any.
-fn start_vrrp(cfg: &rvs_config::Config) -> Result<Option<rvs_ha::Vrrp>, String> {
+fn start_vrrp(
+    cfg: &rvs_config::Config,
+    hook: Option<rvs_ha::StateHook>,
+) -> Result<Option<rvs_ha::Vrrp>, String> {
     if cfg.vrrp_instances.is_empty() {
         return Ok(None);
     }
@@ -160,9 +163,78 @@ fn start_vrrp(cfg: &rvs_config::Config) -> Result<Option<rvs_ha::Vrrp>, String> 
         });
     }
     let n = instances.len();
-    let v = rvs_ha::Vrrp::start(instances, None).map_err(|e| format!("VRRP: {e}"))?;
+    let v = rvs_ha::Vrrp::start(instances, hook).map_err(|e| format!("VRRP: {e}"))?;
     tracing::info!(instances = n, "VRRP running");
     Ok(Some(v))
+}
+
+/// The sync daemon settings of `[sync]` for `role`.
+fn sync_config(
+    s: &rvs_config::SyncSpec,
+    role: rvs_ha::sync::Role,
+) -> rvs_ha::sync::SyncDaemonConfig {
+    rvs_ha::sync::SyncDaemonConfig {
+        maxlen: s.maxlen.map(usize::from),
+        group: s.mcast_group,
+        port: s.port,
+        ttl: s.ttl,
+        unicast_peer: s.unicast_peer,
+        ..rvs_ha::sync::SyncDaemonConfig::new(role, &s.interface, s.sync_id)
+    }
+}
+
+/// Starts `[sync]`'s daemon, or returns the VRRP hook that moves the role
+/// with the followed instance (`role = "vrrp"`: master daemon while
+/// MASTER, backup daemon otherwise, as keepalived's `lvs_sync_daemon`).
+fn start_sync(
+    cfg: &rvs_config::Config,
+    syncd: Option<&Arc<rvs_ha::sync::SyncDaemons>>,
+) -> Result<Option<rvs_ha::StateHook>, String> {
+    use rvs_ha::sync::Role;
+    let Some(spec) = &cfg.sync else {
+        return Ok(None);
+    };
+    let Some(syncd) = syncd else {
+        return Err(
+            "[sync] needs the packet data plane (--dataplane packet): proxied \
+             connections cannot move to another director"
+                .into(),
+        );
+    };
+    let fixed = match spec.role {
+        rvs_config::SyncRoleSetting::Master => Some(Role::Master),
+        rvs_config::SyncRoleSetting::Backup => Some(Role::Backup),
+        rvs_config::SyncRoleSetting::Vrrp => None,
+    };
+    if let Some(role) = fixed {
+        syncd
+            .start(sync_config(spec, role))
+            .map_err(|e| format!("sync daemon: {e}"))?;
+        return Ok(None);
+    }
+    let followed = spec
+        .followed(&cfg.vrrp_instances)
+        .unwrap_or_default()
+        .to_string();
+    let (syncd, spec) = (syncd.clone(), spec.clone());
+    Ok(Some(Arc::new(
+        move |name: &str, state: rvs_core::vrrp::VrrpState| {
+            if name != followed {
+                return;
+            }
+            let (want, other) = if state == rvs_core::vrrp::VrrpState::Master {
+                (Role::Master, Role::Backup)
+            } else {
+                (Role::Backup, Role::Master)
+            };
+            syncd.stop(other);
+            if !syncd.running(want)
+                && let Err(e) = syncd.start(sync_config(&spec, want))
+            {
+                tracing::error!(error = %e, role = want.name(), "cannot start the sync daemon");
+            }
+        },
+    )))
 }
 
 /// Starts the packet data plane for a loaded configuration.
@@ -266,7 +338,25 @@ async fn async_run(args: Args) -> ExitCode {
         },
         None => None,
     };
-    let vrrp = match start_vrrp(&loaded.config) {
+    let syncd = match &plane {
+        Plane::Packet(d) => {
+            let d = d.clone();
+            Some(Arc::new(rvs_ha::sync::SyncDaemons::new(Arc::new(
+                move |f: &mut dyn FnMut(&mut rvs_core::director::Director, u64)| {
+                    d.with_director(|dir, now| f(dir, now))
+                },
+            ))))
+        }
+        Plane::Proxy(_) => None,
+    };
+    let hook = match start_sync(&loaded.config, syncd.as_ref()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let vrrp = match start_vrrp(&loaded.config, hook) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("rvsd: {e}");
