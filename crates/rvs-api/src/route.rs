@@ -76,6 +76,12 @@ pub enum Route {
     ListConnections,
     /// `POST /v1/batch`.
     Batch,
+    /// `GET /v1/daemons`.
+    ListDaemons,
+    /// `POST /v1/daemons`.
+    StartDaemon,
+    /// `DELETE /v1/daemons/{role}`.
+    StopDaemon(crate::DaemonRole),
 }
 
 /// Why a request matches no route.
@@ -118,12 +124,21 @@ impl Route {
             (Put, ["", "v1", "timeouts"]) => Route::SetTimeouts,
             (Get, ["", "v1", "connections"]) => Route::ListConnections,
             (Post, ["", "v1", "batch"]) => Route::Batch,
+            (Get, ["", "v1", "daemons"]) => Route::ListDaemons,
+            (Post, ["", "v1", "daemons"]) => Route::StartDaemon,
+            (Delete, ["", "v1", "daemons", role]) => Route::StopDaemon(match *role {
+                "master" => crate::DaemonRole::Master,
+                "backup" => crate::DaemonRole::Backup,
+                _ => return Err(not_found()),
+            }),
             (
                 _,
                 ["", "v1", "services"]
                 | ["", "v1", "services", _]
                 | ["", "v1", "services", _, "servers"]
                 | ["", "v1", "services", _, "servers", _]
+                | ["", "v1", "daemons"]
+                | ["", "v1", "daemons", "master" | "backup"]
                 | ["", "v1", "zero" | "timeouts" | "connections" | "batch"],
             ) => return Err(RouteError::MethodNotAllowed),
             _ => return Err(not_found()),
@@ -137,10 +152,17 @@ impl Route {
             Route::ListServices
             | Route::GetService(_)
             | Route::GetTimeouts
-            | Route::ListConnections => Method::Get,
-            Route::AddService | Route::AddServer(_) | Route::Zero | Route::Batch => Method::Post,
+            | Route::ListConnections
+            | Route::ListDaemons => Method::Get,
+            Route::AddService
+            | Route::AddServer(_)
+            | Route::Zero
+            | Route::Batch
+            | Route::StartDaemon => Method::Post,
             Route::EditService(_) | Route::EditServer(..) | Route::SetTimeouts => Method::Put,
-            Route::DeleteService(_) | Route::DeleteServer(..) => Method::Delete,
+            Route::DeleteService(_) | Route::DeleteServer(..) | Route::StopDaemon(_) => {
+                Method::Delete
+            }
         }
     }
 
@@ -159,6 +181,8 @@ impl Route {
             Route::GetTimeouts | Route::SetTimeouts => "/v1/timeouts".into(),
             Route::ListConnections => "/v1/connections".into(),
             Route::Batch => "/v1/batch".into(),
+            Route::ListDaemons | Route::StartDaemon => "/v1/daemons".into(),
+            Route::StopDaemon(r) => format!("/v1/daemons/{}", r.as_str()),
         }
     }
 }
@@ -286,5 +310,26 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Batch",
         "200 BatchResult",
         "apply ipvsadm-equivalent operations atomically (-R)",
+    ),
+    ep(
+        Method::Get,
+        "/v1/daemons",
+        "",
+        "200 DaemonList",
+        "list the connection synchronisation daemons (-L --daemon)",
+    ),
+    ep(
+        Method::Post,
+        "/v1/daemons",
+        "DaemonSpec",
+        "201 DaemonList",
+        "start a sync daemon (--start-daemon); packet data plane only",
+    ),
+    ep(
+        Method::Delete,
+        "/v1/daemons/{role}",
+        "",
+        "204",
+        "stop the master or backup sync daemon (--stop-daemon)",
     ),
 ];

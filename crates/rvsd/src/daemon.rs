@@ -168,6 +168,93 @@ fn start_vrrp(
     Ok(Some(v))
 }
 
+/// The data plane's control API plus the sync daemons (`--start-daemon`,
+/// `--stop-daemon`, `-L --daemon`).
+struct WithSync {
+    plane: Arc<dyn rvs_api::Control>,
+    syncd: Option<Arc<rvs_ha::sync::SyncDaemons>>,
+}
+
+fn role_of(r: rvs_api::DaemonRole) -> rvs_ha::sync::Role {
+    match r {
+        rvs_api::DaemonRole::Master => rvs_ha::sync::Role::Master,
+        rvs_api::DaemonRole::Backup => rvs_ha::sync::Role::Backup,
+    }
+}
+
+impl rvs_api::Control for WithSync {
+    fn apply(&self, cmds: &[rvs_ipvsadm::Command]) -> Result<(), rvs_api::ControlError> {
+        self.plane.apply(cmds)
+    }
+    fn services(&self) -> Vec<rvs_core::director::ServiceSnapshot> {
+        self.plane.services()
+    }
+    fn connections(&self) -> Vec<rvs_core::director::ConnSnapshot> {
+        self.plane.connections()
+    }
+    fn timeouts(&self) -> rvs_core::model::Timeouts {
+        self.plane.timeouts()
+    }
+    fn start_daemon(&self, spec: &rvs_api::DaemonSpec) -> Result<(), rvs_api::ControlError> {
+        let bad = |status: u16, message: String| rvs_api::ControlError { status, message };
+        let Some(syncd) = &self.syncd else {
+            return self.plane.start_daemon(spec);
+        };
+        rvs_config::check_interface_name(&spec.mcast_interface)
+            .map_err(|m| bad(422, format!("mcast_interface: {m}")))?;
+        let group = match spec.mcast_group {
+            None => None,
+            Some(std::net::IpAddr::V4(g)) if g.is_multicast() => Some(g),
+            Some(g) => {
+                return Err(bad(
+                    422,
+                    format!("mcast_group: {g} is not an IPv4 multicast address"),
+                ));
+            }
+        };
+        let cfg = rvs_ha::sync::SyncDaemonConfig {
+            maxlen: spec.sync_maxlen.map(usize::from),
+            group,
+            port: spec.mcast_port,
+            ttl: spec.mcast_ttl,
+            ..rvs_ha::sync::SyncDaemonConfig::new(
+                role_of(spec.role),
+                &spec.mcast_interface,
+                spec.syncid,
+            )
+        };
+        syncd.start(cfg).map_err(|e| match e {
+            // ipvsadm's words for the kernel's EEXIST.
+            rvs_ha::sync::StartError::Running(_) => bad(409, "Daemon has already run".into()),
+            rvs_ha::sync::StartError::Io(e) => bad(422, e.to_string()),
+        })
+    }
+    fn stop_daemon(&self, role: rvs_api::DaemonRole) -> Result<bool, rvs_api::ControlError> {
+        Ok(self.syncd.as_ref().is_some_and(|s| s.stop(role_of(role))))
+    }
+    fn daemons(&self) -> Vec<rvs_api::DaemonSpec> {
+        let Some(syncd) = &self.syncd else {
+            return Vec::new();
+        };
+        syncd
+            .configs()
+            .into_iter()
+            .map(|c| rvs_api::DaemonSpec {
+                role: match c.role {
+                    rvs_ha::sync::Role::Master => rvs_api::DaemonRole::Master,
+                    rvs_ha::sync::Role::Backup => rvs_api::DaemonRole::Backup,
+                },
+                mcast_interface: c.interface,
+                syncid: c.sync_id,
+                mcast_group: c.group.map(Into::into),
+                mcast_port: c.port,
+                mcast_ttl: c.ttl,
+                sync_maxlen: c.maxlen.and_then(|m| u16::try_from(m).ok()),
+            })
+            .collect()
+    }
+}
+
 /// The sync daemon settings of `[sync]` for `role`.
 fn sync_config(
     s: &rvs_config::SyncSpec,
@@ -316,12 +403,27 @@ async fn async_run(args: Args) -> ExitCode {
         eprintln!("rvsd: {e}");
         return ExitCode::from(2);
     }
+    let syncd = match &plane {
+        Plane::Packet(d) => {
+            let d = d.clone();
+            Some(Arc::new(rvs_ha::sync::SyncDaemons::new(Arc::new(
+                move |f: &mut dyn FnMut(&mut rvs_core::director::Director, u64)| {
+                    d.with_director(|dir, now| f(dir, now))
+                },
+            ))))
+        }
+        Plane::Proxy(_) => None,
+    };
     let control_path = args
         .control
         .clone()
         .map(std::path::PathBuf::from)
         .or_else(|| loaded.config.control.socket.clone());
-    let control_path = match start_control(plane.control(), control_path.as_deref()) {
+    let control: Arc<dyn rvs_api::Control> = Arc::new(WithSync {
+        plane: plane.control(),
+        syncd: syncd.clone(),
+    });
+    let control_path = match start_control(control, control_path.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("rvsd: {e}");
@@ -337,17 +439,6 @@ async fn async_run(args: Args) -> ExitCode {
             }
         },
         None => None,
-    };
-    let syncd = match &plane {
-        Plane::Packet(d) => {
-            let d = d.clone();
-            Some(Arc::new(rvs_ha::sync::SyncDaemons::new(Arc::new(
-                move |f: &mut dyn FnMut(&mut rvs_core::director::Director, u64)| {
-                    d.with_director(|dir, now| f(dir, now))
-                },
-            ))))
-        }
-        Plane::Proxy(_) => None,
     };
     let hook = match start_sync(&loaded.config, syncd.as_ref()) {
         Ok(h) => h,
