@@ -355,3 +355,70 @@ fn backup_rvsd_takes_over_within_the_bound() {
         "takeover after {takeover:?}: sooner than 3 intervals"
     );
 }
+
+/// SIGTERM: the master sends a priority-0 advert and removes the VIP; the
+/// backup takes over after its skew time, not after the master-down
+/// interval.
+#[test]
+fn sigterm_hands_over_after_the_skew_time() {
+    if !root_or_skip("sigterm_hands_over_after_the_skew_time") {
+        return;
+    }
+    let lan = Lan::new("d", 3);
+    let dir = Dir::new();
+    let (m, b, obs) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, watcher) = observe(obs, stop.clone());
+    let (mut master, mlog) = start_rvsd(m, &dir, "master", &rvsd_config(200, "1"));
+    assert!(
+        wait_for(Duration::from_secs(10), || has_vip(m)),
+        "{}",
+        logs(&[&mlog])
+    );
+    let (_backup, blog) = start_rvsd(b, &dir, "backup", &rvsd_config(100, "1"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(has_vip(m) && !has_vip(b), "{}", logs(&[&mlog, &blog]));
+    let backup_ip = Ipv4Addr::new(192, 0, 2, 2);
+    assert!(
+        master.terminate(Duration::from_secs(5)),
+        "{}",
+        logs(&[&mlog])
+    );
+    assert!(!has_vip(m), "the stopped master left its VIP");
+    assert!(
+        wait_for(Duration::from_secs(3), || has_vip(b)),
+        "{}",
+        logs(&[&mlog, &blog])
+    );
+    assert!(wait_for(Duration::from_secs(2), || seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, s, _)| *s == backup_ip)));
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().unwrap().unwrap();
+    let seen = seen.lock().unwrap();
+    let stop_advert = seen
+        .iter()
+        .find(|(_, s, p)| *s == Ipv4Addr::new(192, 0, 2, 1) && *p == 0)
+        .map(|(t, _, _)| *t)
+        .expect("the master sent a priority-0 advert");
+    let first_backup = seen
+        .iter()
+        .filter(|(_, s, _)| *s == backup_ip)
+        .map(|(t, _, _)| *t)
+        .min()
+        .unwrap();
+    let takeover = first_backup.duration_since(stop_advert);
+    // Skew at priority 100 and 1 s: (256 − 100) × 1000 / 256 = 609 ms; the
+    // master-down interval would be 3609 ms.
+    eprintln!(
+        "takeover after SIGTERM: {} ms after the priority-0 advert",
+        takeover.as_millis()
+    );
+    assert!(
+        takeover <= Duration::from_millis(609 + 200),
+        "took {takeover:?}\n{}",
+        logs(&[&mlog, &blog])
+    );
+}
