@@ -382,8 +382,9 @@ impl Runner {
     }
 }
 
-/// TTL, source, destination and payload of an IPv4 packet of protocol 112.
-fn parse_ipv4(p: &[u8]) -> Option<(u8, Ipv4Addr, Ipv4Addr, &[u8])> {
+/// TTL, source, destination and payload of an IPv4 packet of protocol 112
+/// as a raw socket delivers it (header included); `None` when it is not one.
+pub fn parse_ipv4(p: &[u8]) -> Option<(u8, Ipv4Addr, Ipv4Addr, &[u8])> {
     if p.len() < 20 || p[0] >> 4 != 4 {
         return None;
     }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use addr::{VipManager, interface_ipv4};
-pub use instance::link_up;
+pub use instance::{link_up, parse_ipv4};
 use rvs_core::vrrp::{VrrpConfig, VrrpState};
 
 /// Something the instance tracks besides its own interface: polled every
