@@ -88,6 +88,36 @@ pub struct TrackInterface {
     pub reverse: bool,
 }
 
+/// `[[vrrp_instance.track_service]]`: a virtual service is up while the
+/// weights of its servers add up to `quorum` (a server taken out has
+/// weight 0, as ipvsadm and health checkers leave it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackService {
+    /// `tcp` (default), `udp` or `sctp`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// The virtual address and port, `203.0.113.10:80` or `[2001:db8::10]:80`.
+    pub address: String,
+    /// Least total weight of the servers for the service to count as up
+    /// (default 1).
+    #[serde(default = "default_quorum")]
+    pub quorum: u32,
+    /// As for `track_interface`.
+    #[serde(default)]
+    pub weight: i32,
+    /// Swap up and down.
+    #[serde(default)]
+    pub reverse: bool,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+fn default_quorum() -> u32 {
+    1
+}
+
 /// `[[vrrp_instance]]` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +157,9 @@ pub struct VrrpInstanceSpec {
     /// Interfaces tracked.
     #[serde(default)]
     pub track_interface: Vec<TrackInterface>,
+    /// Virtual services tracked (their quorum).
+    #[serde(default)]
+    pub track_service: Vec<TrackService>,
     /// Run on entering MASTER.
     #[serde(default)]
     pub notify_master: Option<Argv>,
@@ -198,8 +231,13 @@ pub struct VrrpInstance {
     pub interface: String,
     /// The state machine's configuration; `primary_addr` is
     /// `unicast_src_ip` or unspecified (0.0.0.0: the daemon reads the
-    /// interface's address); `track` holds the tracked interfaces in order.
+    /// interface's address); `track` holds the tracked interfaces, then the
+    /// tracked services, in order.
     pub vrrp: VrrpConfig,
+    /// The tracked interfaces (the first entries of `vrrp.track`).
+    pub track_interfaces: Vec<String>,
+    /// The tracked services and their quorum (the next entries).
+    pub track_services: Vec<(rvs_core::model::ServiceKey, u32)>,
     /// Prefix length of each virtual address.
     pub vip_prefix: Vec<u8>,
     /// 2 or 3.
@@ -318,6 +356,43 @@ impl VrrpInstanceSpec {
                 initially_up: true,
             });
         }
+        let mut track_services = Vec::new();
+        for (i, t) in self.track_service.iter().enumerate() {
+            let p = at.key("track_service").index(i);
+            let proto = match t.protocol.as_str() {
+                "tcp" => rvs_core::model::Protocol::Tcp,
+                "udp" => rvs_core::model::Protocol::Udp,
+                "sctp" => rvs_core::model::Protocol::Sctp,
+                other => {
+                    return Err((
+                        p.key("protocol"),
+                        format!("protocol {other:?}: use tcp, udp or sctp"),
+                    ));
+                }
+            };
+            let sa: std::net::SocketAddr = t.address.parse().map_err(|_| {
+                (
+                    p.key("address"),
+                    format!("{:?} is not ADDRESS:PORT", t.address),
+                )
+            })?;
+            if !(-253..=253).contains(&t.weight) {
+                return Err((p.key("weight"), "weight must be -253..253".into()));
+            }
+            let key = rvs_core::model::ServiceKey::Addr {
+                proto,
+                addr: sa.ip(),
+                port: sa.port(),
+            };
+            track.push(TrackConfig {
+                name: format!("service {key}"),
+                weight: t.weight,
+                reverse: t.reverse,
+                // Down until the first look at the running rules.
+                initially_up: false,
+            });
+            track_services.push((key, t.quorum));
+        }
         let primary = self
             .unicast_src_ip
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4);
@@ -357,6 +432,12 @@ impl VrrpInstanceSpec {
             name: self.name.clone(),
             interface: self.interface.clone(),
             vrrp,
+            track_interfaces: self
+                .track_interface
+                .iter()
+                .map(|t| t.name.clone())
+                .collect(),
+            track_services,
             vip_prefix: prefixes,
             version: self.version,
             unicast_peers: self.unicast_peer.clone(),

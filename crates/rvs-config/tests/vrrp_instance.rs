@@ -123,3 +123,26 @@ fn sync_follows_a_named_instance() {
     );
     assert!(err("[sync]\nrole = \"primary\"\ninterface = \"eth1\"\n").starts_with("f.toml:2:8: "));
 }
+
+#[test]
+fn track_service_follows_the_interfaces() {
+    let c = rvs_config::parse(
+        &format!(
+            "{GOOD}\n[[vrrp_instance.track_service]]\naddress = \"203.0.113.10:80\"\nquorum = 2\nweight = -30\n"
+        ),
+        "f",
+    )
+    .unwrap();
+    let i = &c.vrrp_instances[0];
+    assert_eq!(i.track_interfaces, vec!["eth1".to_string()]);
+    assert_eq!(i.track_services.len(), 1);
+    assert_eq!(i.track_services[0].1, 2);
+    assert_eq!(i.vrrp.track.len(), 2);
+    assert_eq!(i.vrrp.track[1].weight, -30);
+    assert_eq!(
+        err(&format!(
+            "{GOOD}\n[[vrrp_instance.track_service]]\nprotocol = \"icmp\"\naddress = \"203.0.113.10:80\"\n"
+        )),
+        "f.toml:18:12: protocol \"icmp\": use tcp, udp or sctp"
+    );
+}

@@ -156,6 +156,8 @@ impl Runner {
 
     pub(crate) fn run(mut self, stop: &AtomicBool) {
         self.vips.remove_leftovers();
+        // The trackers' first reading decides whether the start is FAULT.
+        self.poll_trackers();
         let now = self.now();
         self.inst.start(now);
         self.drain();

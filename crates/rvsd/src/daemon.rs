@@ -122,6 +122,7 @@ impl Plane {
 fn start_vrrp(
     cfg: &rvs_config::Config,
     hook: Option<rvs_ha::StateHook>,
+    control: Arc<dyn rvs_api::Control>,
 ) -> Result<Option<rvs_ha::Vrrp>, String> {
     if cfg.vrrp_instances.is_empty() {
         return Ok(None);
@@ -134,15 +135,31 @@ fn start_vrrp(
                 .map_err(|e| format!("vrrp_instance {}: {e}", i.name))?;
             vrrp.primary_addr = a.into();
         }
-        let trackers: Vec<rvs_ha::TrackFn> = i
-            .vrrp
-            .track
+        let mut trackers: Vec<rvs_ha::TrackFn> = i
+            .track_interfaces
             .iter()
-            .map(|t| {
-                let name = t.name.trim_start_matches("interface ").to_string();
+            .map(|name| {
+                let name = name.clone();
                 Box::new(move || rvs_ha::link_up(&name)) as rvs_ha::TrackFn
             })
             .collect();
+        for (key, quorum) in &i.track_services {
+            let (key, quorum, control) = (*key, *quorum, control.clone());
+            trackers.push(Box::new(move || {
+                // Up while the weights of its servers reach the quorum.
+                control
+                    .services()
+                    .iter()
+                    .find(|s| s.config.key == key)
+                    .is_some_and(|s| {
+                        s.dests
+                            .iter()
+                            .map(|d| u64::from(d.config.weight))
+                            .sum::<u64>()
+                            >= u64::from(quorum)
+                    })
+            }));
+        }
         let [master, backup, fault, stop, any] = i.notify.clone();
         instances.push(rvs_ha::InstanceConfig {
             name: i.name.clone(),
@@ -447,7 +464,7 @@ async fn async_run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let vrrp = match start_vrrp(&loaded.config, hook) {
+    let vrrp = match start_vrrp(&loaded.config, hook, plane.control()) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("rvsd: {e}");

@@ -422,3 +422,73 @@ fn sigterm_hands_over_after_the_skew_time() {
         logs(&[&mlog, &blog])
     );
 }
+
+/// `track_service` with weight 0: FAULT (no VIP) while the service's
+/// servers weigh less than the quorum, master once a server gets weight.
+#[test]
+fn a_tracked_service_below_quorum_is_fault() {
+    if !root_or_skip("a_tracked_service_below_quorum_is_fault") {
+        return;
+    }
+    let lan = Lan::new("e", 1);
+    let dir = Dir::new();
+    let h = &lan.hosts[0];
+    let config = format!(
+        "{}\n[[vrrp_instance.track_service]]\naddress = \"192.0.2.1:8080\"\nquorum = 1\nweight = 0\n\n\
+         [[service]]\nprotocol = \"tcp\"\naddress = \"192.0.2.1:8080\"\n\n\
+         [[service.server]]\naddress = \"192.0.2.50:80\"\nweight = 0\n",
+        rvsd_config(150, "0.1")
+    );
+    let (_rvsd, log) = start_rvsd(h, &dir, "rvsd", &config);
+    let client = rvs_control::Client::new(dir.0.join("rvsd.sock"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || rt
+            .block_on(client.services())
+            .is_ok()),
+        "{}",
+        logs(&[&log])
+    );
+    // Well past the master-down interval: still no VIP.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        !has_vip(h),
+        "master with its service below quorum\n{}",
+        logs(&[&log])
+    );
+    let weight = |w: u32| {
+        let cmd = rvs_ipvsadm::parse_args(&[
+            "-e",
+            "-t",
+            "192.0.2.1:8080",
+            "-r",
+            "192.0.2.50:80",
+            "-m",
+            "-w",
+            &w.to_string(),
+        ])
+        .unwrap();
+        rt.block_on(client.apply(&[cmd])).unwrap();
+    };
+    weight(1);
+    assert!(
+        wait_for(Duration::from_secs(3), || has_vip(h)),
+        "no takeover once the quorum is met\n{}",
+        logs(&[&log])
+    );
+    weight(0);
+    assert!(
+        wait_for(Duration::from_secs(3), || !has_vip(h)),
+        "the VIP stayed after the quorum was lost\n{}",
+        logs(&[&log])
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    // The log is coloured: look for the words.
+    assert!(
+        text.matches("\"MASTER\"").count() >= 2 && text.matches("\"FAULT\"").count() >= 2,
+        "{text}"
+    );
+}
