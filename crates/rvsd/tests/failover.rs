@@ -354,6 +354,20 @@ fn backup_rvsd_takes_over_within_the_bound() {
         takeover >= Duration::from_millis(3 * advert_ms),
         "takeover after {takeover:?}: sooner than 3 intervals"
     );
+
+    // The killed master left its VIP behind; a new run removes it on start
+    // and, with a lower priority, stays backup.
+    drop(seen);
+    assert!(has_vip(m), "a SIGKILLed rvsd cannot have removed its VIP");
+    m.ip(&["link", "set", "eth0", "up"]).unwrap();
+    let (_again, alog) = start_rvsd(m, &dir, "again", &rvsd_config(50, "0.1"));
+    assert!(
+        wait_for(Duration::from_secs(5), || !has_vip(m)),
+        "the leftover VIP was not removed\n{}",
+        logs(&[&alog])
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!has_vip(m) && has_vip(b), "{}", logs(&[&alog, &blog]));
 }
 
 /// SIGTERM: the master sends a priority-0 advert and removes the VIP; the
