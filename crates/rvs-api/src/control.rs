@@ -47,6 +47,21 @@ pub trait Control: Send + Sync + 'static {
     fn health(&self) -> Option<HealthList> {
         None
     }
+    /// Starts a connection synchronisation daemon (`--start-daemon`).
+    fn start_daemon(&self, _spec: &crate::DaemonSpec) -> Result<(), ControlError> {
+        Err(ControlError {
+            status: 409,
+            message: "connection synchronisation needs the packet data plane".into(),
+        })
+    }
+    /// Stops one (`--stop-daemon`); false when none of that role ran.
+    fn stop_daemon(&self, _role: crate::DaemonRole) -> Result<bool, ControlError> {
+        Ok(false)
+    }
+    /// The running sync daemons, master first (`-L --daemon`).
+    fn daemons(&self) -> Vec<crate::DaemonSpec> {
+        Vec::new()
+    }
 }
 
 /// What a [`DirectorControl`] controls: a director, or a data plane's

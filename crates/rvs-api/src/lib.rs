@@ -102,6 +102,108 @@ pub fn status_of(e: &CtlError) -> u16 {
     }
 }
 
+/// A connection synchronisation daemon's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaemonRole {
+    /// Sends connection state.
+    Master,
+    /// Receives connection state.
+    Backup,
+}
+
+impl DaemonRole {
+    /// `master` or `backup`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DaemonRole::Master => "master",
+            DaemonRole::Backup => "backup",
+        }
+    }
+}
+
+impl From<rvs_ipvsadm::SyncRole> for DaemonRole {
+    fn from(r: rvs_ipvsadm::SyncRole) -> Self {
+        match r {
+            rvs_ipvsadm::SyncRole::Master => DaemonRole::Master,
+            rvs_ipvsadm::SyncRole::Backup => DaemonRole::Backup,
+        }
+    }
+}
+
+/// A sync daemon: what `--start-daemon` asks for and `-L --daemon` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSpec {
+    /// Master or backup.
+    pub role: DaemonRole,
+    /// `--mcast-interface`.
+    pub mcast_interface: String,
+    /// `--syncid`.
+    #[serde(default)]
+    pub syncid: u8,
+    /// `--mcast-group` (default 224.0.0.81).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcast_group: Option<std::net::IpAddr>,
+    /// `--mcast-port` (default 8848).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcast_port: Option<u16>,
+    /// `--mcast-ttl` (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcast_ttl: Option<u8>,
+    /// `--sync-maxlen` (default from the MTU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_maxlen: Option<u16>,
+}
+
+impl From<&rvs_ipvsadm::DaemonConfig> for DaemonSpec {
+    fn from(c: &rvs_ipvsadm::DaemonConfig) -> Self {
+        DaemonSpec {
+            role: c.role.into(),
+            mcast_interface: c.mcast_ifn.clone(),
+            syncid: c.syncid,
+            mcast_group: c.mcast_group,
+            mcast_port: c.mcast_port,
+            mcast_ttl: c.mcast_ttl,
+            sync_maxlen: c.sync_maxlen,
+        }
+    }
+}
+
+impl DaemonSpec {
+    /// Its `ipvsadm -L --daemon` line: `master sync daemon (mcast=eth0,
+    /// syncid=1)`, with maxlen, group, port and ttl only when set.
+    pub fn list_line(&self) -> String {
+        let mut s = format!(
+            "{} sync daemon (mcast={}, syncid={}",
+            self.role.as_str(),
+            self.mcast_interface,
+            self.syncid
+        );
+        if let Some(m) = self.sync_maxlen {
+            s += &format!(", maxlen={m}");
+        }
+        if let Some(g) = self.mcast_group {
+            s += &format!(", group={g}");
+        }
+        if let Some(p) = self.mcast_port {
+            s += &format!(", port={p}");
+        }
+        if let Some(t) = self.mcast_ttl {
+            s += &format!(", ttl={t}");
+        }
+        s + ")\n"
+    }
+}
+
+/// `GET /v1/daemons`: the running sync daemons, master first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonList {
+    /// The daemons.
+    pub daemons: Vec<DaemonSpec>,
+}
+
 /// `GET`/`PUT /v1/timeouts`: connection timeouts in seconds. In a `PUT`, 0
 /// leaves a timeout as it is, as `ipvsadm --set` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

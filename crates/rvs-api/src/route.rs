@@ -78,6 +78,12 @@ pub enum Route {
     Batch,
     /// `GET /v1/health` (also `GET /health`).
     Health,
+    /// `GET /v1/daemons`.
+    ListDaemons,
+    /// `POST /v1/daemons`.
+    StartDaemon,
+    /// `DELETE /v1/daemons/{role}`.
+    StopDaemon(crate::DaemonRole),
 }
 
 /// Why a request matches no route.
@@ -121,12 +127,21 @@ impl Route {
             (Get, ["", "v1", "connections"]) => Route::ListConnections,
             (Post, ["", "v1", "batch"]) => Route::Batch,
             (Get, ["", "v1", "health"] | ["", "health"]) => Route::Health,
+            (Get, ["", "v1", "daemons"]) => Route::ListDaemons,
+            (Post, ["", "v1", "daemons"]) => Route::StartDaemon,
+            (Delete, ["", "v1", "daemons", role]) => Route::StopDaemon(match *role {
+                "master" => crate::DaemonRole::Master,
+                "backup" => crate::DaemonRole::Backup,
+                _ => return Err(not_found()),
+            }),
             (
                 _,
                 ["", "v1", "services"]
                 | ["", "v1", "services", _]
                 | ["", "v1", "services", _, "servers"]
                 | ["", "v1", "services", _, "servers", _]
+                | ["", "v1", "daemons"]
+                | ["", "v1", "daemons", "master" | "backup"]
                 | [
                     "",
                     "v1",
@@ -146,10 +161,17 @@ impl Route {
             | Route::GetService(_)
             | Route::GetTimeouts
             | Route::ListConnections
-            | Route::Health => Method::Get,
-            Route::AddService | Route::AddServer(_) | Route::Zero | Route::Batch => Method::Post,
+            | Route::Health
+            | Route::ListDaemons => Method::Get,
+            Route::AddService
+            | Route::AddServer(_)
+            | Route::Zero
+            | Route::Batch
+            | Route::StartDaemon => Method::Post,
             Route::EditService(_) | Route::EditServer(..) | Route::SetTimeouts => Method::Put,
-            Route::DeleteService(_) | Route::DeleteServer(..) => Method::Delete,
+            Route::DeleteService(_) | Route::DeleteServer(..) | Route::StopDaemon(_) => {
+                Method::Delete
+            }
         }
     }
 
@@ -169,6 +191,8 @@ impl Route {
             Route::ListConnections => "/v1/connections".into(),
             Route::Batch => "/v1/batch".into(),
             Route::Health => "/v1/health".into(),
+            Route::ListDaemons | Route::StartDaemon => "/v1/daemons".into(),
+            Route::StopDaemon(r) => format!("/v1/daemons/{}", r.as_str()),
         }
     }
 }
@@ -303,5 +327,26 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "",
         "200 HealthList",
         "health of every service and server (rvsadm health); also at /health",
+    ),
+    ep(
+        Method::Get,
+        "/v1/daemons",
+        "",
+        "200 DaemonList",
+        "list the connection synchronisation daemons (-L --daemon)",
+    ),
+    ep(
+        Method::Post,
+        "/v1/daemons",
+        "DaemonSpec",
+        "201 DaemonList",
+        "start a sync daemon (--start-daemon); packet data plane only",
+    ),
+    ep(
+        Method::Delete,
+        "/v1/daemons/{role}",
+        "",
+        "204",
+        "stop the master or backup sync daemon (--stop-daemon)",
     ),
 ];

@@ -129,6 +129,9 @@ fn routes_parse_and_print() {
         Route::ListConnections,
         Route::Batch,
         Route::Health,
+        Route::ListDaemons,
+        Route::StartDaemon,
+        Route::StopDaemon(rvs_api::DaemonRole::Master),
     ];
     assert_eq!(all.len(), ENDPOINTS.len());
     assert_eq!(Route::parse(Method::Get, "/health"), Ok(Route::Health));
@@ -140,7 +143,12 @@ fn routes_parse_and_print() {
         assert_eq!(Route::parse(r.method(), &r.path()), Ok(*r));
         assert_eq!(r.method(), ep.method);
         let pattern = ep.path.replace("{id}", &id.to_string());
-        assert_eq!(r.path(), pattern.replace("{server}", &srv.to_string()));
+        assert_eq!(
+            r.path(),
+            pattern
+                .replace("{server}", &srv.to_string())
+                .replace("{role}", "master")
+        );
     }
     assert_eq!(
         Route::parse(Method::Get, "/v1/services/?verbose=1"),
@@ -263,5 +271,34 @@ fn config_diff_becomes_a_batch() {
     assert_eq!(
         serde_json::to_string(&ops).unwrap(),
         r#"[{"op":"edit_server","service":"tcp-192.0.2.1-80","server":{"address":"10.0.0.1:80","weight":4}}]"#
+    );
+}
+
+#[test]
+fn start_daemon_commands_become_daemon_specs_and_list_lines() {
+    let parse =
+        |line: &str| rvs_ipvsadm::parse_args(&line.split_whitespace().collect::<Vec<_>>()).unwrap();
+    let rvs_ipvsadm::Command::StartDaemon(cfg) =
+        parse("--start-daemon master --mcast-interface eth0 --syncid 1")
+    else {
+        panic!("not a start-daemon command");
+    };
+    let spec = rvs_api::DaemonSpec::from(&cfg);
+    assert_eq!(spec.role, rvs_api::DaemonRole::Master);
+    assert_eq!(
+        spec.list_line(),
+        "master sync daemon (mcast=eth0, syncid=1)\n"
+    );
+    let back: rvs_api::DaemonSpec =
+        serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+    assert_eq!(back, spec);
+    let rvs_ipvsadm::Command::StartDaemon(cfg) = parse(
+        "--start-daemon backup --mcast-interface eth1 --syncid 2 --sync-maxlen 1400 --mcast-group 224.0.0.82 --mcast-port 8849 --mcast-ttl 2",
+    ) else {
+        panic!("not a start-daemon command");
+    };
+    assert_eq!(
+        rvs_api::DaemonSpec::from(&cfg).list_line(),
+        "backup sync daemon (mcast=eth1, syncid=2, maxlen=1400, group=224.0.0.82, port=8849, ttl=2)\n"
     );
 }

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod diff;
+pub mod failover;
 pub mod health;
 pub mod settings;
 pub mod spec;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
 pub use diff::{Op, diff};
+pub use failover::{SyncRoleSetting, SyncSpec, VrrpInstance, VrrpInstanceSpec};
 pub use health::{
     CheckSpec, CheckType, HealthPlan, HealthSettings, HealthSpec, Seconds, ServerHealthSettings,
     ServiceHealthSettings,
@@ -73,6 +75,16 @@ pub struct ConfigFile {
     /// `[[service]]`: the virtual services and their servers.
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
+    /// `[[vrrp_instance]]`: director failover with VRRP.
+    #[serde(
+        default,
+        rename = "vrrp_instance",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub vrrp_instances: Vec<VrrpInstanceSpec>,
+    /// `[sync]`: connection synchronisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncSpec>,
 }
 
 /// A checked service of the configuration.
@@ -108,6 +120,12 @@ pub struct Config {
     pub health: HealthSettings,
     /// The services in file order.
     pub services: Vec<Service>,
+    /// The VRRP instances as written (checked).
+    pub vrrp_instance_specs: Vec<VrrpInstanceSpec>,
+    /// The VRRP instances, checked, in file order.
+    pub vrrp_instances: Vec<VrrpInstance>,
+    /// `[sync]`, checked.
+    pub sync: Option<SyncSpec>,
 }
 
 impl Config {
@@ -151,6 +169,8 @@ impl Config {
             dataplane: self.dataplane.clone(),
             health: self.health.clone(),
             services: self.services.iter().map(|s| s.spec.clone()).collect(),
+            vrrp_instances: self.vrrp_instance_specs.clone(),
+            sync: self.sync.clone(),
         }
     }
 }
@@ -309,7 +329,47 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
             health,
         });
     }
+    let mut vrrp_instances: Vec<VrrpInstance> = Vec::new();
+    for (i, spec) in raw.vrrp_instances.iter().enumerate() {
+        let at = top.key("vrrp_instance").index(i);
+        let inst = spec
+            .to_instance()
+            .map_err(|(p, m)| loc.at_path(&at.join(&p), m))?;
+        if let Some(first) = vrrp_instances.iter().position(|x| x.name == inst.name) {
+            let (line, _) = line_column(
+                loc.text,
+                loc.offset_of(&top.key("vrrp_instance").index(first)),
+            );
+            return Err(loc.at_path(
+                &at.key("name"),
+                format!(
+                    "duplicate vrrp_instance {:?} (first defined at line {line})",
+                    inst.name
+                ),
+            ));
+        }
+        if let Some(first) = vrrp_instances
+            .iter()
+            .position(|x| x.vrrp.vrid == inst.vrrp.vrid && x.interface == inst.interface)
+        {
+            return Err(loc.at_path(
+                &at.key("virtual_router_id"),
+                format!(
+                    "virtual_router_id {} is already used on {} by vrrp_instance {:?}",
+                    inst.vrrp.vrid, inst.interface, vrrp_instances[first].name
+                ),
+            ));
+        }
+        vrrp_instances.push(inst);
+    }
+    if let Some(sync) = &raw.sync {
+        sync.check(&vrrp_instances)
+            .map_err(|(p, m)| loc.at_path(&top.key("sync").join(&p), m))?;
+    }
     Ok(Config {
+        sync: raw.sync.clone(),
+        vrrp_instance_specs: raw.vrrp_instances.clone(),
+        vrrp_instances,
         director: raw.director.clone(),
         metrics: raw.metrics.clone(),
         control: raw.control.clone(),

@@ -189,6 +189,25 @@ impl Client {
         self.call(Route::Health, None::<&()>).await
     }
 
+    /// Starts a connection synchronisation daemon.
+    pub async fn start_daemon(
+        &self,
+        spec: &rvs_api::DaemonSpec,
+    ) -> Result<rvs_api::DaemonList, ClientError> {
+        self.call(Route::StartDaemon, Some(spec)).await
+    }
+
+    /// Stops the sync daemon of `role`.
+    pub async fn stop_daemon(&self, role: rvs_api::DaemonRole) -> Result<(), ClientError> {
+        let _: Option<()> = self.call(Route::StopDaemon(role), None::<&()>).await?;
+        Ok(())
+    }
+
+    /// The running sync daemons.
+    pub async fn daemons(&self) -> Result<rvs_api::DaemonList, ClientError> {
+        self.call(Route::ListDaemons, None::<&()>).await
+    }
+
     /// The connection timeouts.
     pub async fn timeouts(&self) -> Result<TimeoutsBody, ClientError> {
         self.call(Route::GetTimeouts, None::<&()>).await

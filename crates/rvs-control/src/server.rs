@@ -231,6 +231,29 @@ fn dispatch(ctl: &dyn Control, route: Route, raw: &[u8]) -> Result<Reply, Contro
             ctl.apply(&[Command::SetTimeouts(t.into())])?;
             json(StatusCode::OK, &TimeoutsBody::from(ctl.timeouts()))
         }
+        Route::ListDaemons => json(
+            StatusCode::OK,
+            &rvs_api::DaemonList {
+                daemons: ctl.daemons(),
+            },
+        ),
+        Route::StartDaemon => {
+            let spec: rvs_api::DaemonSpec = body(raw)?;
+            ctl.start_daemon(&spec)?;
+            json(
+                StatusCode::CREATED,
+                &rvs_api::DaemonList {
+                    daemons: ctl.daemons(),
+                },
+            )
+        }
+        Route::StopDaemon(role) => {
+            if !ctl.stop_daemon(role)? {
+                // ipvsadm's words for the kernel's ESRCH.
+                return Err(err(404, "No daemon is running"));
+            }
+            Reply(StatusCode::NO_CONTENT, None)
+        }
         Route::ListConnections => {
             let connections = ctl.connections().iter().map(ConnStatus::from).collect();
             json(StatusCode::OK, &ConnList { connections })

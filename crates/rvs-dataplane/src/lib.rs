@@ -308,6 +308,12 @@ impl Dataplane {
         }
     }
 
+    /// Runs `f` on the shared director with the data plane's clock
+    /// ([`now_ms`]): what the connection synchronisation daemons use.
+    pub fn with_director<R>(&self, f: impl FnOnce(&mut Director, u64) -> R) -> R {
+        self.inner.control.with(|d| f(d, now_ms()))
+    }
+
     /// The neighbour table (for inspection).
     pub fn neighbours(&self) -> &NeighbourTable {
         &self.inner.neigh

@@ -21,7 +21,8 @@ pub mod save;
 pub mod sort;
 
 pub use cmd::{
-    ArgError, Command, ListOptions, ListTarget, MethodChoice, parse_args, with_default_method,
+    ArgError, Command, DaemonConfig, ListOptions, ListTarget, MethodChoice, SyncRole, parse_args,
+    with_default_method,
 };
 pub use list::{Counters5, ListConn, ListDest, ListFormat, ListService};
 pub use rules::{RuleLine, RulesError, error_at, parse_rules};

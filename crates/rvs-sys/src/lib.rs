@@ -3,6 +3,8 @@
 //!
 //! - [`packet`]: AF_PACKET sockets with TPACKET_V2 or V3 receive and transmit
 //!   rings, fanout groups, batch receive and batch send;
+//! - [`frame`]: a plain AF_PACKET socket sending single frames (gratuitous
+//!   ARP);
 //! - [`iface`]: interface index, MAC address and MTU;
 //! - [`wait_readable`] and [`wait_any`]: `poll(2)` with a timeout;
 //! - [`netns`]: moving the calling thread into a named network namespace.
@@ -14,6 +16,7 @@
 #![allow(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod frame;
 pub mod iface;
 pub mod netns;
 pub mod packet;

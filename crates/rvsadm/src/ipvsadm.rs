@@ -81,12 +81,6 @@ pub fn run(args: &[String]) -> Outcome {
     match cmd {
         Command::Help => return Ok(help()),
         Command::Version => return Ok(version_line()),
-        Command::StartDaemon(_) | Command::StopDaemon { .. } => {
-            return Err((
-                255,
-                "connection synchronisation daemons are not available in rvsd".to_string(),
-            ));
-        }
         _ => {}
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -131,6 +125,20 @@ async fn against_daemon(client: &Client, cmd: Command) -> Outcome {
             Ok(rvs_ipvsadm::save(&services))
         }
         Command::Restore => restore(client).await,
+        Command::StartDaemon(cfg) => {
+            client
+                .start_daemon(&rvs_api::DaemonSpec::from(&cfg))
+                .await
+                .map_err(|e| client_error(e, 255))?;
+            Ok(String::new())
+        }
+        Command::StopDaemon { role, .. } => {
+            client
+                .stop_daemon(role.into())
+                .await
+                .map_err(|e| client_error(e, 255))?;
+            Ok(String::new())
+        }
         rule => {
             client
                 .apply(std::slice::from_ref(&rule))
@@ -157,8 +165,14 @@ async fn list_cmd(client: &Client, opts: &ListOptions) -> Outcome {
             let t = client.timeouts().await.map_err(|e| client_error(e, 1))?;
             list::list_timeout(&t.into())
         }
-        // rvsd runs no synchronisation daemon: ipvsadm prints nothing then.
-        ListTarget::Daemon => String::new(),
+        ListTarget::Daemon => client
+            .daemons()
+            .await
+            .map_err(|e| client_error(e, 1))?
+            .daemons
+            .iter()
+            .map(rvs_api::DaemonSpec::list_line)
+            .collect(),
         ListTarget::Service(k) => {
             let all = rows(client).await?;
             let s = all

@@ -133,6 +133,239 @@ impl Plane {
     }
 }
 
+/// Starts the `[[vrrp_instance]]`s, if any.
+fn start_vrrp(
+    cfg: &rvs_config::Config,
+    hook: Option<rvs_ha::StateHook>,
+    control: Arc<dyn rvs_api::Control>,
+) -> Result<Option<rvs_ha::Vrrp>, String> {
+    if cfg.vrrp_instances.is_empty() {
+        return Ok(None);
+    }
+    let mut instances = Vec::new();
+    for i in &cfg.vrrp_instances {
+        let mut vrrp = i.vrrp.clone();
+        if vrrp.primary_addr.is_unspecified() {
+            let a = rvs_ha::interface_ipv4(&i.interface, &vrrp.vips)
+                .map_err(|e| format!("vrrp_instance {}: {e}", i.name))?;
+            vrrp.primary_addr = a.into();
+        }
+        let mut trackers: Vec<rvs_ha::TrackFn> = i
+            .track_interfaces
+            .iter()
+            .map(|name| {
+                let name = name.clone();
+                Box::new(move || rvs_ha::link_up(&name)) as rvs_ha::TrackFn
+            })
+            .collect();
+        for (key, quorum) in &i.track_services {
+            let (key, quorum, control) = (*key, *quorum, control.clone());
+            trackers.push(Box::new(move || {
+                // Up while the weights of its servers reach the quorum.
+                control
+                    .services()
+                    .iter()
+                    .find(|s| s.config.key == key)
+                    .is_some_and(|s| {
+                        s.dests
+                            .iter()
+                            .map(|d| u64::from(d.config.weight))
+                            .sum::<u64>()
+                            >= u64::from(quorum)
+                    })
+            }));
+        }
+        let [master, backup, fault, stop, any] = i.notify.clone();
+        instances.push(rvs_ha::InstanceConfig {
+            name: i.name.clone(),
+            interface: i.interface.clone(),
+            vrrp,
+            vip_prefix: i.vip_prefix.clone(),
+            version: i.version,
+            unicast_peers: i.unicast_peers.clone(),
+            garp_interval_ms: i.garp_interval_ms,
+            notify: rvs_ha::Notify {
+                master,
+                backup,
+                fault,
+                stop,
+                any,
+            },
+            trackers,
+        });
+    }
+    let n = instances.len();
+    let v = rvs_ha::Vrrp::start(instances, hook).map_err(|e| format!("VRRP: {e}"))?;
+    tracing::info!(instances = n, "VRRP running");
+    Ok(Some(v))
+}
+
+/// The data plane's control API plus the sync daemons (`--start-daemon`,
+/// `--stop-daemon`, `-L --daemon`).
+struct WithSync {
+    plane: Arc<dyn rvs_api::Control>,
+    syncd: Option<Arc<rvs_ha::sync::SyncDaemons>>,
+}
+
+fn role_of(r: rvs_api::DaemonRole) -> rvs_ha::sync::Role {
+    match r {
+        rvs_api::DaemonRole::Master => rvs_ha::sync::Role::Master,
+        rvs_api::DaemonRole::Backup => rvs_ha::sync::Role::Backup,
+    }
+}
+
+impl rvs_api::Control for WithSync {
+    fn apply(&self, cmds: &[rvs_ipvsadm::Command]) -> Result<(), rvs_api::ControlError> {
+        self.plane.apply(cmds)
+    }
+    fn services(&self) -> Vec<rvs_core::director::ServiceSnapshot> {
+        self.plane.services()
+    }
+    fn connections(&self) -> Vec<rvs_core::director::ConnSnapshot> {
+        self.plane.connections()
+    }
+    fn timeouts(&self) -> rvs_core::model::Timeouts {
+        self.plane.timeouts()
+    }
+    fn apply_health(
+        &self,
+        cmds: &[rvs_ipvsadm::Command],
+        health: &[rvs_api::HealthUpdate],
+    ) -> Result<(), rvs_api::ControlError> {
+        self.plane.apply_health(cmds, health)
+    }
+    fn health(&self) -> Option<rvs_api::HealthList> {
+        self.plane.health()
+    }
+    fn start_daemon(&self, spec: &rvs_api::DaemonSpec) -> Result<(), rvs_api::ControlError> {
+        let bad = |status: u16, message: String| rvs_api::ControlError { status, message };
+        let Some(syncd) = &self.syncd else {
+            return self.plane.start_daemon(spec);
+        };
+        rvs_config::check_interface_name(&spec.mcast_interface)
+            .map_err(|m| bad(422, format!("mcast_interface: {m}")))?;
+        let group = match spec.mcast_group {
+            None => None,
+            Some(std::net::IpAddr::V4(g)) if g.is_multicast() => Some(g),
+            Some(g) => {
+                return Err(bad(
+                    422,
+                    format!("mcast_group: {g} is not an IPv4 multicast address"),
+                ));
+            }
+        };
+        let cfg = rvs_ha::sync::SyncDaemonConfig {
+            maxlen: spec.sync_maxlen.map(usize::from),
+            group,
+            port: spec.mcast_port,
+            ttl: spec.mcast_ttl,
+            ..rvs_ha::sync::SyncDaemonConfig::new(
+                role_of(spec.role),
+                &spec.mcast_interface,
+                spec.syncid,
+            )
+        };
+        syncd.start(cfg).map_err(|e| match e {
+            // ipvsadm's words for the kernel's EEXIST.
+            rvs_ha::sync::StartError::Running(_) => bad(409, "Daemon has already run".into()),
+            rvs_ha::sync::StartError::Io(e) => bad(422, e.to_string()),
+        })
+    }
+    fn stop_daemon(&self, role: rvs_api::DaemonRole) -> Result<bool, rvs_api::ControlError> {
+        Ok(self.syncd.as_ref().is_some_and(|s| s.stop(role_of(role))))
+    }
+    fn daemons(&self) -> Vec<rvs_api::DaemonSpec> {
+        let Some(syncd) = &self.syncd else {
+            return Vec::new();
+        };
+        syncd
+            .configs()
+            .into_iter()
+            .map(|c| rvs_api::DaemonSpec {
+                role: match c.role {
+                    rvs_ha::sync::Role::Master => rvs_api::DaemonRole::Master,
+                    rvs_ha::sync::Role::Backup => rvs_api::DaemonRole::Backup,
+                },
+                mcast_interface: c.interface,
+                syncid: c.sync_id,
+                mcast_group: c.group.map(Into::into),
+                mcast_port: c.port,
+                mcast_ttl: c.ttl,
+                sync_maxlen: c.maxlen.and_then(|m| u16::try_from(m).ok()),
+            })
+            .collect()
+    }
+}
+
+/// The sync daemon settings of `[sync]` for `role`.
+fn sync_config(
+    s: &rvs_config::SyncSpec,
+    role: rvs_ha::sync::Role,
+) -> rvs_ha::sync::SyncDaemonConfig {
+    rvs_ha::sync::SyncDaemonConfig {
+        maxlen: s.maxlen.map(usize::from),
+        group: s.mcast_group,
+        port: s.port,
+        ttl: s.ttl,
+        unicast_peer: s.unicast_peer,
+        ..rvs_ha::sync::SyncDaemonConfig::new(role, &s.interface, s.sync_id)
+    }
+}
+
+/// Starts `[sync]`'s daemon, or returns the VRRP hook that moves the role
+/// with the followed instance (`role = "vrrp"`: master daemon while
+/// MASTER, backup daemon otherwise, as keepalived's `lvs_sync_daemon`).
+fn start_sync(
+    cfg: &rvs_config::Config,
+    syncd: Option<&Arc<rvs_ha::sync::SyncDaemons>>,
+) -> Result<Option<rvs_ha::StateHook>, String> {
+    use rvs_ha::sync::Role;
+    let Some(spec) = &cfg.sync else {
+        return Ok(None);
+    };
+    let Some(syncd) = syncd else {
+        return Err(
+            "[sync] needs the packet data plane (--dataplane packet): proxied \
+             connections cannot move to another director"
+                .into(),
+        );
+    };
+    let fixed = match spec.role {
+        rvs_config::SyncRoleSetting::Master => Some(Role::Master),
+        rvs_config::SyncRoleSetting::Backup => Some(Role::Backup),
+        rvs_config::SyncRoleSetting::Vrrp => None,
+    };
+    if let Some(role) = fixed {
+        syncd
+            .start(sync_config(spec, role))
+            .map_err(|e| format!("sync daemon: {e}"))?;
+        return Ok(None);
+    }
+    let followed = spec
+        .followed(&cfg.vrrp_instances)
+        .unwrap_or_default()
+        .to_string();
+    let (syncd, spec) = (syncd.clone(), spec.clone());
+    Ok(Some(Arc::new(
+        move |name: &str, state: rvs_core::vrrp::VrrpState| {
+            if name != followed {
+                return;
+            }
+            let (want, other) = if state == rvs_core::vrrp::VrrpState::Master {
+                (Role::Master, Role::Backup)
+            } else {
+                (Role::Backup, Role::Master)
+            };
+            syncd.stop(other);
+            if !syncd.running(want)
+                && let Err(e) = syncd.start(sync_config(&spec, want))
+            {
+                tracing::error!(error = %e, role = want.name(), "cannot start the sync daemon");
+            }
+        },
+    )))
+}
+
 /// Starts the packet data plane for a loaded configuration.
 fn packet_plane(loaded: &crate::Loaded) -> Result<rvs_dataplane::Dataplane, String> {
     let cfg = &loaded.config;
@@ -223,12 +456,27 @@ async fn async_run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let syncd = match &plane {
+        Plane::Packet(d) => {
+            let d = d.clone();
+            Some(Arc::new(rvs_ha::sync::SyncDaemons::new(Arc::new(
+                move |f: &mut dyn FnMut(&mut rvs_core::director::Director, u64)| {
+                    d.with_director(|dir, now| f(dir, now))
+                },
+            ))))
+        }
+        Plane::Proxy(_) => None,
+    };
     let control_path = args
         .control
         .clone()
         .map(std::path::PathBuf::from)
         .or_else(|| loaded.config.control.socket.clone());
-    let control_path = match start_control(Arc::new(health.clone()), control_path.as_deref()) {
+    let control: Arc<dyn rvs_api::Control> = Arc::new(WithSync {
+        plane: Arc::new(health.clone()),
+        syncd: syncd.clone(),
+    });
+    let control_path = match start_control(control, control_path.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("rvsd: {e}");
@@ -246,6 +494,20 @@ async fn async_run(args: Args) -> ExitCode {
             }
         }
         None => None,
+    };
+    let hook = match start_sync(&loaded.config, syncd.as_ref()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let vrrp = match start_vrrp(&loaded.config, hook, plane.control()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(2);
+        }
     };
     tracing::info!(services = loaded.services.len(), "rvsd running");
     if let Some(backends) = demo {
@@ -277,6 +539,11 @@ async fn async_run(args: Args) -> ExitCode {
             _ = int.recv() => break,
             _ = hup.recv() => reload(&args, &plane, &health),
         }
+    }
+    // Masters send their priority-0 advert and give the addresses up
+    // first: the backup takes over after its skew time, not 3 intervals.
+    if let Some(v) = vrrp {
+        let _ = tokio::task::spawn_blocking(move || v.stop()).await;
     }
     let engine = match &plane {
         Plane::Proxy(e) => e,

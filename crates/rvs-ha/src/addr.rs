@@ -1,0 +1,126 @@
+//! Virtual addresses on the interface, through iproute2's `ip addr`, and
+//! the interface's own IPv4 address.
+//!
+//! `ip` rather than rtnetlink: a few commands per state change are not a
+//! hot path, the operator sees the same commands in `ps`, and no netlink
+//! message code has to be kept here.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+
+/// Adds and removes one instance's virtual addresses.
+#[derive(Debug, Clone)]
+pub struct VipManager {
+    interface: String,
+    vips: Vec<(IpAddr, u8)>,
+}
+
+fn ip(args: &[&str]) -> io::Result<std::process::Output> {
+    Command::new("ip").args(args).output()
+}
+
+impl VipManager {
+    /// For `vips` (address, prefix length) on `interface`.
+    pub fn new(interface: &str, vips: Vec<(IpAddr, u8)>) -> VipManager {
+        VipManager {
+            interface: interface.to_string(),
+            vips,
+        }
+    }
+
+    fn prefix_of(&self, a: IpAddr) -> u8 {
+        self.vips
+            .iter()
+            .find(|(v, _)| *v == a)
+            .map_or(if a.is_ipv4() { 32 } else { 128 }, |(_, p)| *p)
+    }
+
+    /// Adds `addrs`; an address already there is fine.
+    pub fn add(&self, addrs: &[IpAddr]) {
+        for a in addrs {
+            let cidr = format!("{a}/{}", self.prefix_of(*a));
+            match ip(&["addr", "add", &cidr, "dev", &self.interface]) {
+                Ok(o) if o.status.success() => {
+                    tracing::info!(vip = %cidr, interface = %self.interface, "virtual address added");
+                }
+                Ok(o) => {
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    if !err.contains("File exists") {
+                        tracing::error!(vip = %cidr, error = %err.trim(), "cannot add virtual address");
+                    }
+                }
+                Err(e) => tracing::error!(vip = %cidr, error = %e, "cannot run ip"),
+            }
+        }
+    }
+
+    /// Removes `addrs`; an address already gone is fine.
+    pub fn del(&self, addrs: &[IpAddr]) {
+        for a in addrs {
+            let cidr = format!("{a}/{}", self.prefix_of(*a));
+            match ip(&["addr", "del", &cidr, "dev", &self.interface]) {
+                Ok(o) if o.status.success() => {
+                    tracing::info!(vip = %cidr, interface = %self.interface, "virtual address removed");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(vip = %cidr, error = %e, "cannot run ip"),
+            }
+        }
+    }
+
+    /// Removes every configured virtual address found on the interface: a
+    /// previous run that died as master left them (keepalived does the same
+    /// at start-up).
+    pub fn remove_leftovers(&self) {
+        let present = addresses(&self.interface).unwrap_or_default();
+        let left: Vec<IpAddr> = self
+            .vips
+            .iter()
+            .map(|(a, _)| *a)
+            .filter(|a| present.contains(a))
+            .collect();
+        if !left.is_empty() {
+            tracing::warn!(interface = %self.interface, vips = ?left, "removing virtual addresses left by a previous run");
+            self.del(&left);
+        }
+    }
+}
+
+/// Every address on `interface`, from `ip -j addr show dev IF`.
+pub fn addresses(interface: &str) -> io::Result<Vec<IpAddr>> {
+    let o = ip(&["-j", "addr", "show", "dev", interface])?;
+    if !o.status.success() {
+        return Err(io::Error::other(format!(
+            "ip addr show dev {interface}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut out = Vec::new();
+    for link in v.as_array().into_iter().flatten() {
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            if let Some(ip) = a["local"].as_str().and_then(|s| s.parse().ok()) {
+                out.push(ip);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The first IPv4 address of `interface` that is not one of `exclude` (the
+/// virtual addresses): the advert source when no `unicast_src_ip` is given.
+pub fn interface_ipv4(interface: &str, exclude: &[IpAddr]) -> io::Result<Ipv4Addr> {
+    addresses(interface)?
+        .into_iter()
+        .find_map(|a| match a {
+            IpAddr::V4(v4) if !exclude.contains(&a) => Some(v4),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "interface {interface} has no IPv4 address to send VRRP adverts from (set unicast_src_ip)"
+            ))
+        })
+}
