@@ -39,15 +39,7 @@ fn mac_of(out: &[u8]) -> Mac {
 fn expire_nodest_conn_off_drops_until_the_server_comes_back() {
     let mut fw = forwarder();
     with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], Forward::Route);
-    sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    syn_to_server(&mut fw, 40000, 0);
     fw.director_mut().del_dest(&k80(), ip(RS4), 80).unwrap();
     let ack = from_client(CLIENT4, 40000, VIP4, 80, Tcp::Ack);
     assert_eq!(
@@ -106,15 +98,7 @@ fn rr_cycles_newest_first_over_many_flows() {
     let mut got = Vec::new();
     for i in 0..30u16 {
         // Even ports, as Linux picks them.
-        let out = sent(
-            run(
-                &mut fw,
-                &from_client(CLIENT4, 40000 + 2 * i, VIP4, 80, Tcp::Syn),
-                CLIENT_IF,
-                0,
-            ),
-            SERVER_IF,
-        );
+        let out = syn_to_server(&mut fw, 40000 + 2 * i, 0);
         got.push(mac_of(&out));
     }
     let want: Vec<Mac> = [RS_MAC_C, RS_MAC_B, RS_MAC]
@@ -139,15 +123,7 @@ fn rr_cycles_newest_first_over_many_flows() {
 fn weight_zero_drains_and_no_server_gets_port_unreachable() {
     let mut fw = forwarder();
     with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], Forward::Route);
-    sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    syn_to_server(&mut fw, 40000, 0);
     let mut d = dest(RS4, 80, Forward::Route);
     d.weight = 0;
     fw.director_mut().edit_dest(&k80(), d).unwrap();
@@ -190,15 +166,7 @@ fn upper_threshold_overloads_the_server() {
     let mut d = dest(RS4, 80, Forward::Route);
     d.u_threshold = 1;
     fw.director_mut().add_dest(&k80(), d).unwrap();
-    sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    syn_to_server(&mut fw, 40000, 0);
     let (v, _) = run(
         &mut fw,
         &from_client(CLIENT4, 40002, VIP4, 80, Tcp::Syn),
@@ -264,17 +232,7 @@ fn persistence_keeps_a_client_on_one_server() {
         Forward::Route,
     );
     let macs: Vec<Mac> = (0..6u16)
-        .map(|i| {
-            mac_of(&sent(
-                run(
-                    &mut fw,
-                    &from_client(CLIENT4, 40000 + i, VIP4, 80, Tcp::Syn),
-                    CLIENT_IF,
-                    0,
-                ),
-                SERVER_IF,
-            ))
-        })
+        .map(|i| mac_of(&syn_to_server(&mut fw, 40000 + i, 0)))
         .collect();
     assert!(macs.iter().all(|m| *m == macs[0]), "{macs:?}");
 }

@@ -255,6 +255,21 @@ pub fn sent(r: (Verdict, Vec<u8>), iface: u32) -> Vec<u8> {
     }
 }
 
+/// Sends a SYN from CLIENT4:`cport` to VIP4:80 at `now` and returns the frame
+/// the forwarder sends to the server side (the new connection's first packet).
+#[track_caller]
+pub fn syn_to_server(fw: &mut Forwarder, cport: u16, now: u64) -> Vec<u8> {
+    sent(
+        run(
+            fw,
+            &from_client(CLIENT4, cport, VIP4, 80, Tcp::Syn),
+            CLIENT_IF,
+            now,
+        ),
+        SERVER_IF,
+    )
+}
+
 /// What etherparse reads from a frame, with every checksum checked.
 #[derive(Debug)]
 pub struct Parsed {
