@@ -139,17 +139,7 @@ fn weight_zero_drains_and_no_server_gets_port_unreachable() {
     );
     // A new one has nowhere to go: ICMP port unreachable from the VIP.
     let syn = from_client(CLIENT4, 40002, VIP4, 80, Tcp::Syn);
-    let (v, reply) = run(&mut fw, &syn, CLIENT_IF, 2);
-    assert!(
-        matches!(
-            v,
-            Verdict::Reply {
-                iface: CLIENT_IF,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    let reply = replied(run(&mut fw, &syn, CLIENT_IF, 2), CLIENT_IF);
     assert_eq!(&reply[0..6], &ROUTER_MAC);
     assert_eq!(&reply[26..30], &v4(VIP4));
     assert_eq!(&reply[30..34], &v4(CLIENT4));
@@ -392,17 +382,7 @@ fn hop_limit_one_gets_icmpv6_time_exceeded() {
         (ROUTER_MAC, DIRECTOR_MAC),
     );
     syn[14 + 7] = 1;
-    let (v, reply) = run(&mut fw, &syn, CLIENT_IF, 0);
-    assert!(
-        matches!(
-            v,
-            Verdict::Reply {
-                iface: CLIENT_IF,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    let reply = replied(run(&mut fw, &syn, CLIENT_IF, 0), CLIENT_IF);
     assert_eq!((reply[54], reply[55]), (3, 0));
     assert_eq!(&reply[22..38], &v6(VIP6));
     assert_eq!(&reply[62..], &syn[14..]);
