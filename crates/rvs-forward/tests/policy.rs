@@ -269,30 +269,24 @@ fn missing_neighbour_asks_for_a_probe_and_missing_route_drops() {
 
 #[test]
 fn local_and_proxy_servers_are_not_forwarded() {
-    let mut fw = forwarder();
-    with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], Forward::Local);
-    assert_eq!(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 1, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0
-        )
-        .0,
-        Verdict::Pass
-    );
-    let mut fw = forwarder();
-    with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], Forward::Proxy);
-    assert_eq!(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 1, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0
-        )
-        .0,
-        Verdict::Drop(DropReason::UnsupportedMethod)
-    );
+    for (method, verdict) in [
+        (Forward::Local, Verdict::Pass),
+        (Forward::Proxy, Verdict::Drop(DropReason::UnsupportedMethod)),
+    ] {
+        let mut fw = forwarder();
+        with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], method);
+        assert_eq!(
+            run(
+                &mut fw,
+                &from_client(CLIENT4, 1, VIP4, 80, Tcp::Syn),
+                CLIENT_IF,
+                0
+            )
+            .0,
+            verdict,
+            "{method:?}"
+        );
+    }
 }
 
 #[test]
