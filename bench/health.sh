@@ -11,6 +11,7 @@
 # `<!-- health-bench:start -->` and `<!-- health-bench:end -->`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SERVERS=${SERVERS:-1000}
 WARMUP=${WARMUP:-5}
 WINDOW=${WINDOW:-10}
@@ -162,16 +163,4 @@ at the end; $(date -u +%Y-%m-%d). Command: \`SERVERS=$SERVERS WARMUP=$WARMUP WIN
 Servers reported down during the run: $down.
 EOF2
 )
-python3 - bench/RESULTS.md "$section" <<'PY'
-import sys
-path, body = sys.argv[1], sys.argv[2]
-text = open(path).read()
-start, end = "<!-- health-bench:start -->", "<!-- health-bench:end -->"
-block = f"{start}\n{body}\n{end}"
-if start in text:
-    a = text.index(start); b = text.index(end) + len(end)
-    text = text[:a] + block + text[b:]
-else:
-    text += f"\n## Health checking\n\n{block}\n"
-open(path, "w").write(text)
-PY
+printf '%s\n' "$section" | write_results_section health-bench "Health checking"

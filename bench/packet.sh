@@ -43,6 +43,7 @@
 # figures to target/bench-packet/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${RUNS:-3}
 DUR=${DUR:-10}
 CONNS=${CONNS:-50}
@@ -490,18 +491,5 @@ if raw:
     per_cpu = tx / cpu if cpu else 0
     print(f"| {sent/secs:,.0f} | {drx/secs:,.0f} | {rx/secs:,.0f} | {tx/secs:,.0f} | {got/secs:,.0f} | {loss:.1f} % | {rxfull:,.0f} | {txfull:,.0f} | {busy:.0f} % ({ucpu/secs*100:.0f} + {kcpu/secs*100:.0f}) | {per_cpu:,.0f} | {tx/ucpu if ucpu else 0:,.0f} |")
 PY
-python3 - bench/RESULTS.md "$OUT/section.md" <<'PY'
-import sys
-path, sec = sys.argv[1:3]
-text = open(path).read()
-body = open(sec).read()
-start, end = "<!-- packet-bench:start -->", "<!-- packet-bench:end -->"
-block = f"{start}\n{body}{end}"
-if start in text:
-    a = text.index(start); b = text.index(end) + len(end)
-    text = text[:a] + block + text[b:]
-else:
-    text += f"\n## The packet data plane against nftables\n\n{block}\n"
-open(path, "w").write(text)
-PY
+write_results_section packet-bench "The packet data plane against nftables" <"$OUT/section.md"
 cat "$OUT/section.md"

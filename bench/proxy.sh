@@ -13,6 +13,7 @@
 # figures to target/bench-proxy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${RUNS:-3}
 DUR=${DUR:-10}
 CONNS=${CONNS:-50}
@@ -234,18 +235,5 @@ for peer in ["haproxy", "nginx"]:
 n, before, after = int(idle[1]), int(idle[2]), int(idle[3])
 print(f"\nrvsd resident memory: {before} KiB before, {after} KiB with {n} idle proxied connections: {(after-before)*1024/n:.0f} bytes per connection.")
 PY
-python3 - bench/RESULTS.md "$OUT/section.md" <<'PY'
-import sys
-path, sec = sys.argv[1:3]
-text = open(path).read()
-body = open(sec).read()
-start, end = "<!-- proxy-bench:start -->", "<!-- proxy-bench:end -->"
-block = f"{start}\n{body}{end}"
-if start in text:
-    a = text.index(start); b = text.index(end) + len(end)
-    text = text[:a] + block + text[b:]
-else:
-    text += f"\n## The proxy data plane against HAProxy and nginx\n\n{block}\n"
-open(path, "w").write(text)
-PY
+write_results_section proxy-bench "The proxy data plane against HAProxy and nginx" <"$OUT/section.md"
 cat "$OUT/section.md"

@@ -64,6 +64,19 @@ fn dest(addr: &str, port: u16, forward: Forward, weight: u32) -> DestConfig {
     }
 }
 
+/// Adds a service on 2001:db8::10:`port` with one masquerading server,
+/// 2001:db8:1::11:`rport`.
+fn masq_service_v6(d: &mut Director, proto: Protocol, port: u16, rport: u16) {
+    let k = ServiceKey::Addr {
+        proto,
+        addr: ip("2001:db8::10"),
+        port,
+    };
+    d.add_service(ServiceConfig::new(k)).unwrap();
+    d.add_dest(&k, dest("2001:db8:1::11", rport, Forward::Masq, 1))
+        .unwrap();
+}
+
 fn director() -> Director {
     Director::new(DirectorConfig::default())
 }
@@ -262,14 +275,7 @@ fn established_timer_restarts_on_every_forwarded_packet() {
 #[test]
 fn ipv6_masq_flow_lives_in_its_own_table() {
     let mut d = director();
-    let k = ServiceKey::Addr {
-        proto: Protocol::Tcp,
-        addr: ip("2001:db8::10"),
-        port: 443,
-    };
-    d.add_service(ServiceConfig::new(k)).unwrap();
-    d.add_dest(&k, dest("2001:db8:1::11", 8443, Forward::Masq, 1))
-        .unwrap();
+    masq_service_v6(&mut d, Protocol::Tcp, 443, 8443);
     let mut p = tcp("2001:db8:2::1", 50000, 443, TcpFlags::SYN);
     p.dst = ip("2001:db8::10");
     let f = fwd(d.inbound(&p, 0));
@@ -1221,14 +1227,7 @@ fn full_table_refuses_new_flows_and_keeps_existing_ones() {
         b.conn
     );
     // The IPv6 table has its own capacity.
-    let k6 = ServiceKey::Addr {
-        proto: Protocol::Tcp,
-        addr: ip("2001:db8::10"),
-        port: 80,
-    };
-    d.add_service(ServiceConfig::new(k6)).unwrap();
-    d.add_dest(&k6, dest("2001:db8:1::11", 80, Forward::Masq, 1))
-        .unwrap();
+    masq_service_v6(&mut d, Protocol::Tcp, 80, 80);
     let mut p6 = tcp("2001:db8:2::1", 40000, 80, TcpFlags::SYN);
     p6.dst = ip("2001:db8::10");
     fwd(d.inbound(&p6, 2_000));
@@ -1793,14 +1792,7 @@ fn lookup_reply_ignores_route_and_tunnel_connections_and_templates() {
 #[test]
 fn lookup_reply_ipv6() {
     let mut d = director();
-    let k = ServiceKey::Addr {
-        proto: Protocol::Udp,
-        addr: ip("2001:db8::10"),
-        port: 53,
-    };
-    d.add_service(ServiceConfig::new(k)).unwrap();
-    d.add_dest(&k, dest("2001:db8:1::11", 5353, Forward::Masq, 1))
-        .unwrap();
+    masq_service_v6(&mut d, Protocol::Udp, 53, 5353);
     let mut p = udp("2001:db8:2::7", 5000, 53);
     p.dst = ip("2001:db8::10");
     let f = fwd(d.inbound(&p, 0));

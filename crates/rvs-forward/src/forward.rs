@@ -651,6 +651,23 @@ impl Forwarder {
         }
     }
 
+    /// Checks the path to `target` (no encapsulation) and copies the packet
+    /// into the output behind a new Ethernet header; returns the next hop and
+    /// the frame's length.
+    fn copy_on_path<N: Neighbours + ?Sized>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ip: &IpView,
+        target: IpAddr,
+        icmp_ok: bool,
+        nb: &N,
+    ) -> Result<(NextHop, usize), Verdict> {
+        let (nh, mac) = self.check_path(cx, ip, target, 0, icmp_ok, nb)?;
+        let len = copy_packet(cx, ip, ETH_HDR, &nh, mac)
+            .ok_or(Verdict::Drop(DropReason::OutputTooSmall))?;
+        Ok((nh, len))
+    }
+
     /// The checks every forwarded packet passes: a route, a neighbour, TTL
     /// and MTU (`inner_mtu`: what the route leaves for the IP packet).
     /// `icmp_ok`: errors may be sent back about this packet.
@@ -713,12 +730,9 @@ impl Forwarder {
         icmp_ok: bool,
         nb: &N,
     ) -> Verdict {
-        let (nh, mac) = match self.check_path(cx, ip, target, 0, icmp_ok, nb) {
+        let (nh, len) = match self.copy_on_path(cx, ip, target, icmp_ok, nb) {
             Ok(x) => x,
             Err(v) => return v,
-        };
-        let Some(len) = copy_packet(cx, ip, ETH_HDR, &nh, mac) else {
-            return Verdict::Drop(DropReason::OutputTooSmall);
         };
         let out = &mut *cx.out;
         let at = |x: usize| x - ip.start + ETH_HDR;
@@ -768,12 +782,9 @@ impl Forwarder {
         target: IpAddr,
         nb: &N,
     ) -> Verdict {
-        let (nh, mac) = match self.check_path(cx, ip, target, 0, false, nb) {
+        let (nh, len) = match self.copy_on_path(cx, ip, target, false, nb) {
             Ok(x) => x,
             Err(v) => return v,
-        };
-        let Some(len) = copy_packet(cx, ip, ETH_HDR, &nh, mac) else {
-            return Verdict::Drop(DropReason::OutputTooSmall);
         };
         let out = &mut *cx.out;
         let at = |x: usize| x - ip.start + ETH_HDR;

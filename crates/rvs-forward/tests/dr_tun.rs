@@ -328,14 +328,7 @@ fn too_big_with_df_gets_fragmentation_needed() {
     t.hops.get_mut(&ip(RS4)).unwrap().mtu = 1000;
     let mut big = with_payload(1200);
     set_df(&mut big, true);
-    let (v, reply) = run_meta(&mut fw, &big, &meta(CLIENT_IF), &t, 0);
-    assert_eq!(
-        v,
-        Verdict::Reply {
-            iface: CLIENT_IF,
-            len: reply.len()
-        }
-    );
+    let reply = replied(run_meta(&mut fw, &big, &meta(CLIENT_IF), &t, 0), CLIENT_IF);
     check_frag_needed(&reply, &big, 1000);
     assert_eq!(fw.counters().icmp_sent, 1);
     assert_eq!(fw.counters().dropped(DropReason::TooBig), 1);
@@ -348,8 +341,7 @@ fn too_big_with_df_gets_fragmentation_needed() {
     let mut fw = tun(VIP4, RS4, Tunnel::default());
     let mut big = with_payload(1490 - 40);
     set_df(&mut big, true);
-    let (v, reply) = run(&mut fw, &big, CLIENT_IF, 0);
-    assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
+    let reply = replied(run(&mut fw, &big, CLIENT_IF, 0), CLIENT_IF);
     check_frag_needed(&reply, &big, 1480);
     let fits = with_payload(1480 - 40);
     let out = sent(run(&mut fw, &fits, CLIENT_IF, 1), SERVER_IF);
@@ -400,8 +392,7 @@ fn too_big_without_df_or_tunnelled_without_pmtu_disc_is_dropped() {
     );
     let mut t = table();
     t.hops.get_mut(&ip(RS4)).unwrap().mtu = 1000;
-    let (v, reply) = run_meta(&mut fw, &big, &meta(CLIENT_IF), &t, 0);
-    assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
+    let reply = replied(run_meta(&mut fw, &big, &meta(CLIENT_IF), &t, 0), CLIENT_IF);
     check_frag_needed(&reply, &big, 1000);
 }
 
@@ -415,17 +406,7 @@ fn too_big_ipv6_gets_packet_too_big() {
         &[7u8; 1440],
         (ROUTER_MAC, DIRECTOR_MAC),
     );
-    let (v, reply) = run(&mut fw, &big, CLIENT_IF, 0);
-    assert!(
-        matches!(
-            v,
-            Verdict::Reply {
-                iface: CLIENT_IF,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    let reply = replied(run(&mut fw, &big, CLIENT_IF, 0), CLIENT_IF);
     assert_eq!(reply.len() - 14, 1280, "as much as fits in the minimum MTU");
     assert_eq!(&reply[0..6], &ROUTER_MAC);
     let ip6 = &reply[14..54];

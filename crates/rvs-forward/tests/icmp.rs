@@ -110,15 +110,7 @@ fn icmp6_ok(out: &[u8]) {
 fn nat_client_side_error_is_translated_to_the_real_server() {
     for whole in [true, false] {
         let mut fw = nat(VIP4, RS4);
-        sent(
-            run(
-                &mut fw,
-                &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-                CLIENT_IF,
-                0,
-            ),
-            SERVER_IF,
-        );
+        syn_to_server(&mut fw, 40000, 0);
         // A router on the client's path cannot pass a reply VIP:80 → client.
         let reply = packet(&tcp_frame(
             (VIP4, 80),
@@ -154,15 +146,7 @@ fn nat_client_side_error_is_translated_to_the_real_server() {
 #[test]
 fn nat_server_side_error_is_translated_to_the_client() {
     let mut fw = nat(VIP4, RS4);
-    let syn = sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    let syn = syn_to_server(&mut fw, 40000, 0);
     // The real server answers the translated SYN with port unreachable.
     let err = icmp4(
         RS4,
@@ -241,15 +225,7 @@ fn dr_and_tun_errors_go_to_the_real_server_unchanged() {
         key(Protocol::Tcp, VIP4, 80),
         dest(RS4, 80, Forward::Route),
     );
-    sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    syn_to_server(&mut fw, 40000, 0);
     let reply = packet(&tcp_frame(
         (VIP4, 80),
         (CLIENT4, 40000),
@@ -277,15 +253,7 @@ fn dr_and_tun_errors_go_to_the_real_server_unchanged() {
         key(Protocol::Tcp, VIP4, 80),
         dest(RS4, 80, Forward::Tunnel(Tunnel::default())),
     );
-    sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    syn_to_server(&mut fw, 40000, 0);
     let out = sent(run(&mut fw, &err, CLIENT_IF, 1), SERVER_IF);
     assert_eq!(out[23], 4, "IPIP");
     assert_eq!(&out[30..34], &v4(RS4));
@@ -333,32 +301,22 @@ fn unmatched_and_informational_icmp_is_left_to_the_host() {
         (ROUTER_MAC, DIRECTOR_MAC),
     );
     assert_eq!(run(&mut fw, &echo6, CLIENT_IF, 0).0, Verdict::Pass);
-    // A quote too short to hold an IP header.
-    let short = icmp4(
-        ROUTER4,
-        VIP4,
-        (3, 4),
-        [0; 4],
-        &reply[..12],
-        (ROUTER_MAC, DIRECTOR_MAC),
-    );
-    assert_eq!(
-        run(&mut fw, &short, CLIENT_IF, 0).0,
-        Verdict::Drop(DropReason::BadIcmp)
-    );
-    // An IP header but not the ports.
-    let short = icmp4(
-        ROUTER4,
-        VIP4,
-        (3, 4),
-        [0; 4],
-        &reply[..22],
-        (ROUTER_MAC, DIRECTOR_MAC),
-    );
-    assert_eq!(
-        run(&mut fw, &short, CLIENT_IF, 0).0,
-        Verdict::Drop(DropReason::BadIcmp)
-    );
+    // A quote too short to hold an IP header; an IP header but not the ports.
+    for cut in [12, 22] {
+        let short = icmp4(
+            ROUTER4,
+            VIP4,
+            (3, 4),
+            [0; 4],
+            &reply[..cut],
+            (ROUTER_MAC, DIRECTOR_MAC),
+        );
+        assert_eq!(
+            run(&mut fw, &short, CLIENT_IF, 0).0,
+            Verdict::Drop(DropReason::BadIcmp),
+            "quote of {cut} bytes"
+        );
+    }
     assert_eq!(fw.counters().dropped(DropReason::BadIcmp), 2);
     assert_eq!(fw.counters().passed, 3);
 }

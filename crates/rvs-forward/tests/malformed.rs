@@ -28,6 +28,17 @@ fn fw() -> rvs_forward::Forwarder {
     fw
 }
 
+/// A client's IPv6 SYN to VIP6:80 with one byte of payload.
+fn syn6() -> Vec<u8> {
+    tcp_frame(
+        (CLIENT6, 1),
+        (VIP6, 80),
+        Tcp::Syn,
+        b"x",
+        (ROUTER_MAC, DIRECTOR_MAC),
+    )
+}
+
 fn fix_ipv4_checksum(f: &mut [u8]) {
     f[24] = 0;
     f[25] = 0;
@@ -91,13 +102,7 @@ fn malformed_ipv4_frames() {
 
 #[test]
 fn malformed_ipv6_frames() {
-    let syn = tcp_frame(
-        (CLIENT6, 1),
-        (VIP6, 80),
-        Tcp::Syn,
-        b"x",
-        (ROUTER_MAC, DIRECTOR_MAC),
-    );
+    let syn = syn6();
     dropped(&syn[..14 + 39], DropReason::Truncated);
     let mut f = syn.clone();
     f[14 + 4..14 + 6].copy_from_slice(&1000u16.to_be_bytes());
@@ -116,13 +121,7 @@ fn malformed_ipv6_frames() {
 #[test]
 fn ipv6_extension_headers_are_walked() {
     // A destination-options header before TCP is fine.
-    let syn = tcp_frame(
-        (CLIENT6, 1),
-        (VIP6, 80),
-        Tcp::Syn,
-        b"x",
-        (ROUTER_MAC, DIRECTOR_MAC),
-    );
+    let syn = syn6();
     let mut f = syn[..14 + 40].to_vec();
     let tcp = &syn[14 + 40..];
     f[14 + 6] = 60;
@@ -159,13 +158,7 @@ fn fragments_for_a_vip_are_dropped_and_counted_others_passed() {
         assert_eq!(run(&mut fw, &g, CLIENT_IF, 0).0, Verdict::Pass);
     }
     // IPv6 Fragment header.
-    let syn6 = tcp_frame(
-        (CLIENT6, 1),
-        (VIP6, 80),
-        Tcp::Syn,
-        b"x",
-        (ROUTER_MAC, DIRECTOR_MAC),
-    );
+    let syn6 = syn6();
     let tcp = &syn6[14 + 40..];
     let mut f = syn6[..14 + 40].to_vec();
     f[14 + 6] = 44;

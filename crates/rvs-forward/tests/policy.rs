@@ -39,15 +39,7 @@ fn mac_of(out: &[u8]) -> Mac {
 fn expire_nodest_conn_off_drops_until_the_server_comes_back() {
     let mut fw = forwarder();
     with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], Forward::Route);
-    sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    syn_to_server(&mut fw, 40000, 0);
     fw.director_mut().del_dest(&k80(), ip(RS4), 80).unwrap();
     let ack = from_client(CLIENT4, 40000, VIP4, 80, Tcp::Ack);
     assert_eq!(
@@ -106,15 +98,7 @@ fn rr_cycles_newest_first_over_many_flows() {
     let mut got = Vec::new();
     for i in 0..30u16 {
         // Even ports, as Linux picks them.
-        let out = sent(
-            run(
-                &mut fw,
-                &from_client(CLIENT4, 40000 + 2 * i, VIP4, 80, Tcp::Syn),
-                CLIENT_IF,
-                0,
-            ),
-            SERVER_IF,
-        );
+        let out = syn_to_server(&mut fw, 40000 + 2 * i, 0);
         got.push(mac_of(&out));
     }
     let want: Vec<Mac> = [RS_MAC_C, RS_MAC_B, RS_MAC]
@@ -139,15 +123,7 @@ fn rr_cycles_newest_first_over_many_flows() {
 fn weight_zero_drains_and_no_server_gets_port_unreachable() {
     let mut fw = forwarder();
     with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], Forward::Route);
-    sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    syn_to_server(&mut fw, 40000, 0);
     let mut d = dest(RS4, 80, Forward::Route);
     d.weight = 0;
     fw.director_mut().edit_dest(&k80(), d).unwrap();
@@ -163,17 +139,7 @@ fn weight_zero_drains_and_no_server_gets_port_unreachable() {
     );
     // A new one has nowhere to go: ICMP port unreachable from the VIP.
     let syn = from_client(CLIENT4, 40002, VIP4, 80, Tcp::Syn);
-    let (v, reply) = run(&mut fw, &syn, CLIENT_IF, 2);
-    assert!(
-        matches!(
-            v,
-            Verdict::Reply {
-                iface: CLIENT_IF,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    let reply = replied(run(&mut fw, &syn, CLIENT_IF, 2), CLIENT_IF);
     assert_eq!(&reply[0..6], &ROUTER_MAC);
     assert_eq!(&reply[26..30], &v4(VIP4));
     assert_eq!(&reply[30..34], &v4(CLIENT4));
@@ -190,15 +156,7 @@ fn upper_threshold_overloads_the_server() {
     let mut d = dest(RS4, 80, Forward::Route);
     d.u_threshold = 1;
     fw.director_mut().add_dest(&k80(), d).unwrap();
-    sent(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 40000, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0,
-        ),
-        SERVER_IF,
-    );
+    syn_to_server(&mut fw, 40000, 0);
     let (v, _) = run(
         &mut fw,
         &from_client(CLIENT4, 40002, VIP4, 80, Tcp::Syn),
@@ -264,17 +222,7 @@ fn persistence_keeps_a_client_on_one_server() {
         Forward::Route,
     );
     let macs: Vec<Mac> = (0..6u16)
-        .map(|i| {
-            mac_of(&sent(
-                run(
-                    &mut fw,
-                    &from_client(CLIENT4, 40000 + i, VIP4, 80, Tcp::Syn),
-                    CLIENT_IF,
-                    0,
-                ),
-                SERVER_IF,
-            ))
-        })
+        .map(|i| mac_of(&syn_to_server(&mut fw, 40000 + i, 0)))
         .collect();
     assert!(macs.iter().all(|m| *m == macs[0]), "{macs:?}");
 }
@@ -321,30 +269,24 @@ fn missing_neighbour_asks_for_a_probe_and_missing_route_drops() {
 
 #[test]
 fn local_and_proxy_servers_are_not_forwarded() {
-    let mut fw = forwarder();
-    with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], Forward::Local);
-    assert_eq!(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 1, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0
-        )
-        .0,
-        Verdict::Pass
-    );
-    let mut fw = forwarder();
-    with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], Forward::Proxy);
-    assert_eq!(
-        run(
-            &mut fw,
-            &from_client(CLIENT4, 1, VIP4, 80, Tcp::Syn),
-            CLIENT_IF,
-            0
-        )
-        .0,
-        Verdict::Drop(DropReason::UnsupportedMethod)
-    );
+    for (method, verdict) in [
+        (Forward::Local, Verdict::Pass),
+        (Forward::Proxy, Verdict::Drop(DropReason::UnsupportedMethod)),
+    ] {
+        let mut fw = forwarder();
+        with_dests(&mut fw, SchedulerKind::Rr, None, &[RS4], method);
+        assert_eq!(
+            run(
+                &mut fw,
+                &from_client(CLIENT4, 1, VIP4, 80, Tcp::Syn),
+                CLIENT_IF,
+                0
+            )
+            .0,
+            verdict,
+            "{method:?}"
+        );
+    }
 }
 
 #[test]
@@ -495,17 +437,7 @@ fn hop_limit_one_gets_icmpv6_time_exceeded() {
         (ROUTER_MAC, DIRECTOR_MAC),
     );
     syn[14 + 7] = 1;
-    let (v, reply) = run(&mut fw, &syn, CLIENT_IF, 0);
-    assert!(
-        matches!(
-            v,
-            Verdict::Reply {
-                iface: CLIENT_IF,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    let reply = replied(run(&mut fw, &syn, CLIENT_IF, 0), CLIENT_IF);
     assert_eq!((reply[54], reply[55]), (3, 0));
     assert_eq!(&reply[22..38], &v6(VIP6));
     assert_eq!(&reply[62..], &syn[14..]);

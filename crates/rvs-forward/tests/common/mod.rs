@@ -255,6 +255,34 @@ pub fn sent(r: (Verdict, Vec<u8>), iface: u32) -> Vec<u8> {
     }
 }
 
+/// Answered with an ICMP error out of `iface`: returns the reply frame.
+#[track_caller]
+pub fn replied(r: (Verdict, Vec<u8>), iface: u32) -> Vec<u8> {
+    match r.0 {
+        Verdict::Reply { iface: i, len } => {
+            assert_eq!(i, iface, "reply interface");
+            assert_eq!(len, r.1.len());
+            r.1
+        }
+        other => panic!("expected Reply, got {other:?}"),
+    }
+}
+
+/// Sends a SYN from CLIENT4:`cport` to VIP4:80 at `now` and returns the frame
+/// the forwarder sends to the server side (the new connection's first packet).
+#[track_caller]
+pub fn syn_to_server(fw: &mut Forwarder, cport: u16, now: u64) -> Vec<u8> {
+    sent(
+        run(
+            fw,
+            &from_client(CLIENT4, cport, VIP4, 80, Tcp::Syn),
+            CLIENT_IF,
+            now,
+        ),
+        SERVER_IF,
+    )
+}
+
 /// What etherparse reads from a frame, with every checksum checked.
 #[derive(Debug)]
 pub struct Parsed {
