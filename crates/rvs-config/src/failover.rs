@@ -16,6 +16,11 @@
 //! name = "eth1"
 //! weight = -20
 //! ```
+//!
+//! One address family per instance, as in keepalived: an instance whose
+//! `virtual_ipaddress` are IPv6 runs VRRPv3 over IPv6 (ff02::12, adverts
+//! from the interface's link-local address); IPv4 and IPv6 addresses in one
+//! instance are refused.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -145,12 +150,13 @@ pub struct VrrpInstanceSpec {
     /// Accept packets to the virtual addresses while master (non-owner).
     #[serde(default)]
     pub accept: bool,
-    /// Source of the adverts (default: the interface's first IPv4 address).
+    /// Source of the adverts (default: the interface's first IPv4 address,
+    /// or its link-local address for an IPv6 instance).
     #[serde(default)]
-    pub unicast_src_ip: Option<Ipv4Addr>,
-    /// Send adverts to these peers instead of 224.0.0.18.
+    pub unicast_src_ip: Option<IpAddr>,
+    /// Send adverts to these peers instead of 224.0.0.18 / ff02::12.
     #[serde(default)]
-    pub unicast_peer: Vec<Ipv4Addr>,
+    pub unicast_peer: Vec<IpAddr>,
     /// 3 (default) or 2.
     #[serde(default = "default_version")]
     pub version: u8,
@@ -201,6 +207,13 @@ pub struct VrrpInstanceSpec {
     /// Accept adverts whose address list differs from ours.
     #[serde(default)]
     pub skip_check_adv_addr: bool,
+    /// VRRPv2 authentication (keepalived's `authentication { auth_type }`):
+    /// `"PASS"` (simple text password, RFC 2338 type 1). `"AH"` is refused.
+    #[serde(default)]
+    pub auth_type: Option<String>,
+    /// The `PASS` password: 1 to 8 bytes, sent zero padded to 8.
+    #[serde(default)]
+    pub auth_pass: Option<String>,
 }
 
 fn default_priority() -> u8 {
@@ -242,12 +255,15 @@ pub struct VrrpInstance {
     pub vip_prefix: Vec<u8>,
     /// 2 or 3.
     pub version: u8,
-    /// Unicast peers.
-    pub unicast_peers: Vec<Ipv4Addr>,
+    /// Unicast peers (of the instance's family).
+    pub unicast_peers: Vec<IpAddr>,
     /// `garp_interval` in milliseconds.
     pub garp_interval_ms: u64,
     /// Notify argvs: master, backup, fault, stop, any.
     pub notify: [Option<Vec<String>>; 5],
+    /// VRRPv2 `auth_type = "PASS"`: the 8 bytes of authentication data
+    /// (the password, zero padded) sent and required.
+    pub auth_pass: Option<[u8; rvs_wire::vrrp::V2_AUTH_LEN]>,
 }
 
 fn parse_vip(s: &str) -> Result<(IpAddr, u8), String> {
@@ -321,10 +337,18 @@ impl VrrpInstanceSpec {
         let mut prefixes = Vec::new();
         for (i, s) in self.virtual_ipaddress.iter().enumerate() {
             let (ip, p) = parse_vip(s).map_err(|m| (at.key("virtual_ipaddress").index(i), m))?;
-            if !ip.is_ipv4() {
+            if let Some(first) = vips.first()
+                && family(first) != family(&ip)
+            {
                 return Err((
                     at.key("virtual_ipaddress").index(i),
-                    "only IPv4 VRRP instances are supported so far".into(),
+                    format!(
+                        "{ip} is {} but {first} is {}: one address family per instance \
+                         (as keepalived); put the {} addresses in a [[vrrp_instance]] of their own",
+                        family(&ip),
+                        family(first),
+                        family(&ip)
+                    ),
                 ));
             }
             if vips.contains(&ip) {
@@ -393,9 +417,42 @@ impl VrrpInstanceSpec {
             });
             track_services.push((key, t.quorum));
         }
-        let primary = self
-            .unicast_src_ip
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4);
+        let v6 = vips.first().is_some_and(IpAddr::is_ipv6);
+        let fam = if v6 { "IPv6" } else { "IPv4" };
+        if v6 && self.version == 2 {
+            return Err((
+                at.key("version"),
+                "VRRP version 2 is IPv4 only (RFC 3768): use version = 3 for IPv6 addresses".into(),
+            ));
+        }
+        if let Some(src) = self.unicast_src_ip
+            && src.is_ipv6() != v6
+        {
+            return Err((
+                at.key("unicast_src_ip"),
+                format!("{src} is not {fam}, the family of virtual_ipaddress"),
+            ));
+        }
+        for (i, peer) in self.unicast_peer.iter().enumerate() {
+            if peer.is_ipv6() != v6 {
+                return Err((
+                    at.key("unicast_peer").index(i),
+                    format!("{peer} is not {fam}, the family of virtual_ipaddress"),
+                ));
+            }
+            if peer.is_multicast() || peer.is_unspecified() {
+                return Err((
+                    at.key("unicast_peer").index(i),
+                    format!("{peer} is not a unicast address"),
+                ));
+            }
+        }
+        let auth_pass = self.auth()?;
+        let primary = self.unicast_src_ip.unwrap_or(if v6 {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        });
         let mut vrrp = VrrpConfig::new(self.virtual_router_id, primary, vips);
         vrrp.priority = self.priority;
         vrrp.advert_int_ms = int as u32;
@@ -449,8 +506,73 @@ impl VrrpInstanceSpec {
                 argv(&self.notify_stop, "notify_stop")?,
                 argv(&self.notify, "notify")?,
             ],
+            auth_pass,
         })
     }
+
+    /// `auth_type` / `auth_pass`, checked: the authentication data to send
+    /// and require, if any.
+    fn auth(&self) -> Result<Option<[u8; rvs_wire::vrrp::V2_AUTH_LEN]>, (Path, String)> {
+        let at = Path::root();
+        let Some(kind) = &self.auth_type else {
+            if self.auth_pass.is_some() {
+                return Err((
+                    at.key("auth_pass"),
+                    "auth_pass needs auth_type = \"PASS\"".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        match kind.to_ascii_uppercase().as_str() {
+            "PASS" => {}
+            "AH" => {
+                return Err((
+                    at.key("auth_type"),
+                    "auth_type = \"AH\" (IPsec AH) is deprecated: RFC 3768 removed VRRP \
+                     authentication and keepalived discourages AH; it is not supported. \
+                     Use \"PASS\" or no authentication"
+                        .into(),
+                ));
+            }
+            other => {
+                return Err((
+                    at.key("auth_type"),
+                    format!("auth_type {other:?}: use \"PASS\" (\"AH\" is not supported)"),
+                ));
+            }
+        }
+        if self.version != 2 {
+            return Err((
+                at.key("auth_type"),
+                "authentication exists in VRRP version 2 only (RFC 5798 removed it): \
+                 set version = 2 or remove auth_type"
+                    .into(),
+            ));
+        }
+        let Some(pass) = &self.auth_pass else {
+            return Err((
+                at.key("auth_type"),
+                "auth_type = \"PASS\" needs auth_pass".into(),
+            ));
+        };
+        rvs_wire::vrrp::auth_pass_data(pass.as_bytes())
+            .map(Some)
+            .ok_or_else(|| {
+                (
+                    at.key("auth_pass"),
+                    format!(
+                        "auth_pass must be 1 to {} bytes ({} given; keepalived would silently \
+                         keep only the first {0}, rvs refuses rather than guess)",
+                        rvs_wire::vrrp::V2_AUTH_LEN,
+                        pass.len()
+                    ),
+                )
+            })
+    }
+}
+
+fn family(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
 /// `[sync]`'s `role`.

@@ -350,7 +350,13 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
         }
         if let Some(first) = vrrp_instances
             .iter()
-            .position(|x| x.vrrp.vrid == inst.vrrp.vrid && x.interface == inst.interface)
+            // IPv4 and IPv6 virtual routers are separate (RFC 5798 §5.2.3):
+            // one VRID may serve both families on an interface.
+            .position(|x| {
+                x.vrrp.vrid == inst.vrrp.vrid
+                    && x.interface == inst.interface
+                    && x.vrrp.primary_addr.is_ipv4() == inst.vrrp.primary_addr.is_ipv4()
+            })
         {
             return Err(loc.at_path(
                 &at.key("virtual_router_id"),

@@ -6,7 +6,7 @@
 //! message code has to be kept here.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
 /// Adds and removes one instance's virtual addresses.
@@ -40,7 +40,14 @@ impl VipManager {
     pub fn add(&self, addrs: &[IpAddr]) {
         for a in addrs {
             let cidr = format!("{a}/{}", self.prefix_of(*a));
-            match ip(&["addr", "add", &cidr, "dev", &self.interface]) {
+            let mut args = vec!["addr", "add", &cidr, "dev", &self.interface];
+            // An IPv6 virtual address is usable at once: duplicate address
+            // detection would hold it tentative for a second or more, and
+            // the other router holding it is what VRRP already rules out.
+            if a.is_ipv6() {
+                args.push("nodad");
+            }
+            match ip(&args) {
                 Ok(o) if o.status.success() => {
                     tracing::info!(vip = %cidr, interface = %self.interface, "virtual address added");
                 }
@@ -121,6 +128,26 @@ pub fn interface_ipv4(interface: &str, exclude: &[IpAddr]) -> io::Result<Ipv4Add
         .ok_or_else(|| {
             io::Error::other(format!(
                 "interface {interface} has no IPv4 address to send VRRP adverts from (set unicast_src_ip)"
+            ))
+        })
+}
+
+/// The link-local IPv6 address (fe80::/10) of `interface`, not one of
+/// `exclude`: the advert source of an IPv6 instance when no
+/// `unicast_src_ip` is given (RFC 5798 §5.1.2.1).
+pub fn interface_link_local(interface: &str, exclude: &[IpAddr]) -> io::Result<Ipv6Addr> {
+    addresses(interface)?
+        .into_iter()
+        .find_map(|a| match a {
+            IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 && !exclude.contains(&a) => {
+                Some(v6)
+            }
+            _ => None,
+        })
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "interface {interface} has no IPv6 link-local address to send VRRP adverts from \
+                 (is IPv6 on and the link up? or set unicast_src_ip)"
             ))
         })
 }

@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rvs_core::vrrp::{Action, TrackConfig, VrrpInstance, VrrpState};
 use rvs_sys::frame::FrameSender;
-use rvs_wire::vrrp::{self as wire, IP_PROTO, MCAST_V4};
+use rvs_wire::vrrp::{self as wire, IP_PROTO, MCAST_V4, MCAST_V6};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::addr::VipManager;
@@ -27,16 +28,24 @@ pub(crate) struct Runner {
     name: String,
     interface: String,
     inst: VrrpInstance,
-    src: Ipv4Addr,
+    src: IpAddr,
+    ifindex: u32,
     version: u8,
-    peers: Vec<Ipv4Addr>,
+    auth_pass: Option<[u8; wire::V2_AUTH_LEN]>,
+    peers: Vec<IpAddr>,
     rx: Socket,
     tx: Socket,
     frames: FrameSender,
     mac: [u8; 6],
+    /// Source of unsolicited neighbour advertisements: the interface's
+    /// link-local address (IPv6 instances).
+    na_src: Option<Ipv6Addr>,
+    /// The Router flag of those advertisements: set when the interface
+    /// forwards IPv6 (RFC 5798 §6.4.2: a virtual router sets it).
+    na_router: bool,
     vips: VipManager,
     garp_interval: Duration,
-    garp_queue: VecDeque<Ipv4Addr>,
+    garp_queue: VecDeque<IpAddr>,
     next_garp: Instant,
     notify: Notify,
     trackers: Vec<TrackFn>,
@@ -48,6 +57,7 @@ pub(crate) struct Runner {
     adverts_in: u64,
     adverts_dropped: u64,
     adverts_out: u64,
+    auth_failures: u64,
 }
 
 fn ctx(e: io::Error, what: &str) -> io::Error {
@@ -67,39 +77,26 @@ impl Runner {
         status: Arc<Mutex<Vec<InstanceStatus>>>,
         hook: Option<StateHook>,
     ) -> io::Result<Runner> {
-        let IpAddr::V4(src) = cfg.vrrp.primary_addr else {
-            return Err(io::Error::other(format!(
-                "vrrp_instance {}: only IPv4 instances are supported",
-                cfg.name
-            )));
-        };
+        let src = cfg.vrrp.primary_addr;
         let iface = rvs_sys::iface::lookup(&cfg.interface)
             .map_err(|e| ctx(e, &format!("interface {}", cfg.interface)))?;
         let mac = rvs_sys::iface::mac(&cfg.interface)?;
-        let proto = Protocol::from(i32::from(IP_PROTO));
-        let rx = Socket::new(Domain::IPV4, Type::RAW, Some(proto))
-            .map_err(|e| ctx(e, "raw socket for IP protocol 112 (needs CAP_NET_RAW)"))?;
-        rx.bind_device(Some(cfg.interface.as_bytes()))
-            .map_err(|e| ctx(e, "SO_BINDTODEVICE"))?;
-        if cfg.unicast_peers.is_empty() {
-            rx.join_multicast_v4_n(
-                &MCAST_V4,
-                &socket2::InterfaceIndexOrAddress::Index(iface.index),
-            )
-            .map_err(|e| ctx(e, "joining 224.0.0.18"))?;
-        }
-        let tx = Socket::new(Domain::IPV4, Type::RAW, Some(proto))
-            .map_err(|e| ctx(e, "raw socket for IP protocol 112 (needs CAP_NET_RAW)"))?;
-        tx.bind_device(Some(cfg.interface.as_bytes()))?;
-        // Bound to the primary address: the adverts' source stays it even
-        // once the virtual addresses are on the interface.
-        tx.bind(&SocketAddr::from(SocketAddrV4::new(src, 0)).into())
-            .map_err(|e| ctx(e, &format!("binding the advert source {src}")))?;
-        tx.set_multicast_ttl_v4(u32::from(wire::TTL))?;
-        tx.set_ttl_v4(u32::from(wire::TTL))?;
-        tx.set_multicast_loop_v4(false)?;
-        tx.set_tos_v4(TOS)?;
-        tx.set_multicast_if_v4(&src)?;
+        let (rx, tx) = match src {
+            IpAddr::V4(src) => open_v4(&cfg, iface.index, src)?,
+            IpAddr::V6(src) => open_v6(&cfg, iface.index, src)?,
+        };
+        let na_src = match src {
+            IpAddr::V4(_) => None,
+            IpAddr::V6(s) if is_link_local(&s) => Some(s),
+            IpAddr::V6(s) => {
+                Some(crate::addr::interface_link_local(&cfg.interface, &[]).unwrap_or(s))
+            }
+        };
+        let na_router = std::fs::read_to_string(format!(
+            "/proc/sys/net/ipv6/conf/{}/forwarding",
+            cfg.interface
+        ))
+        .is_ok_and(|s| s.trim() == "1");
         let frames = FrameSender::open(iface.index).map_err(|e| ctx(e, "AF_PACKET socket"))?;
 
         // The instance's own interface is tracked with weight 0 (FAULT
@@ -127,12 +124,16 @@ impl Runner {
             interface: cfg.interface,
             inst,
             src,
+            ifindex: iface.index,
             version: cfg.version,
+            auth_pass: cfg.auth_pass,
             peers: cfg.unicast_peers,
             rx,
             tx,
             frames,
             mac,
+            na_src,
+            na_router,
             vips,
             garp_interval: Duration::from_millis(cfg.garp_interval_ms),
             garp_queue: VecDeque::new(),
@@ -147,6 +148,7 @@ impl Runner {
             adverts_in: 0,
             adverts_dropped: 0,
             adverts_out: 0,
+            auth_failures: 0,
         })
     }
 
@@ -176,8 +178,14 @@ impl Runner {
                 wait = Duration::from_millis(1);
             }
             let _ = self.rx.set_read_timeout(Some(wait));
-            match (&self.rx).read(&mut buf) {
-                Ok(n) => self.received(&buf[..n]),
+            let got = if self.src.is_ipv4() {
+                (&self.rx).read(&mut buf).map(|n| self.received(&buf[..n]))
+            } else {
+                rvs_sys::ip6::recv_with_info(self.rx.as_fd(), &mut buf)
+                    .map(|r| self.received_v6(&r, &buf[..r.len]))
+            };
+            match got {
+                Ok(()) => {}
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -220,6 +228,29 @@ impl Runner {
             self.adverts_dropped += 1;
             return;
         };
+        self.advert_in(ttl, IpAddr::V4(src), IpAddr::V4(dst), payload);
+    }
+
+    /// A raw IPv6 socket delivers no IP header: the hop limit and the
+    /// destination come as ancillary data.
+    fn received_v6(&mut self, r: &rvs_sys::ip6::Received6, payload: &[u8]) {
+        if r.ifindex.is_some_and(|i| i != self.ifindex) {
+            return;
+        }
+        // Multicast adverts come from the sender's link-local address
+        // (RFC 5798 §5.1.2.1); anything else on ff02::12 is refused.
+        if self.peers.is_empty() && !is_link_local(&r.src) {
+            self.adverts_dropped += 1;
+            tracing::debug!(instance = %self.name, src = %r.src, "advert from a non link-local source dropped");
+            return;
+        }
+        let dst = r.dst.unwrap_or(MCAST_V6);
+        // No hop limit reported counts as a wrong one.
+        let hops = r.hop_limit.unwrap_or(0);
+        self.advert_in(hops, IpAddr::V6(r.src), IpAddr::V6(dst), payload);
+    }
+
+    fn advert_in(&mut self, ttl: u8, src: IpAddr, dst: IpAddr, payload: &[u8]) {
         if !self.peers.is_empty() && !self.peers.contains(&src) {
             self.adverts_dropped += 1;
             return;
@@ -228,13 +259,25 @@ impl Runner {
             return;
         }
         let now = self.now();
-        let res = wire::decode(payload, IpAddr::V4(src), IpAddr::V4(dst))
+        let auth = self.auth_pass;
+        let mut auth_failed = false;
+        let res = wire::decode(payload, src, dst)
             .map_err(|e| e.to_string())
             .and_then(|p| {
+                wire::check_auth(&p, auth.as_ref()).map_err(|e| {
+                    auth_failed = true;
+                    e.to_string()
+                })?;
+                Ok(p)
+            })
+            .and_then(|p| {
                 self.inst
-                    .handle_advert(now, IpAddr::V4(src), ttl, &p)
+                    .handle_advert(now, src, ttl, &p)
                     .map_err(|e| e.to_string())
             });
+        if auth_failed {
+            self.auth_failures += 1;
+        }
         match res {
             Ok(()) => {
                 self.adverts_in += 1;
@@ -253,8 +296,7 @@ impl Runner {
             changed = true;
             match a {
                 Action::SendAdvert(ad) => self.send_advert(&ad),
-                Action::SendGarp(IpAddr::V4(ip)) => self.garp_queue.push_back(ip),
-                Action::SendGarp(IpAddr::V6(_)) => {}
+                Action::SendGarp(ip) => self.garp_queue.push_back(ip),
                 Action::AddVips(v) => self.vips.add(&v),
                 Action::DelVips(v) => self.vips.del(&v),
                 Action::StateChanged { from, to, reason } => {
@@ -284,23 +326,33 @@ impl Runner {
                 s.adverts_in = self.adverts_in;
                 s.adverts_dropped = self.adverts_dropped;
                 s.adverts_out = self.adverts_out;
+                s.auth_failures = self.auth_failures;
             }
         }
     }
 
     fn send_advert(&mut self, ad: &wire::Advert) {
-        let dsts: Vec<Ipv4Addr> = if self.peers.is_empty() {
-            vec![MCAST_V4]
-        } else {
+        let dsts: Vec<IpAddr> = if !self.peers.is_empty() {
             self.peers.clone()
+        } else if self.src.is_ipv4() {
+            vec![IpAddr::V4(MCAST_V4)]
+        } else {
+            vec![IpAddr::V6(MCAST_V6)]
         };
         for dst in dsts {
             let bytes = if self.version == 2 {
-                ad.to_v2(0, [0; wire::V2_AUTH_LEN])
+                let (kind, data) = match self.auth_pass {
+                    Some(p) => (wire::AUTH_PASS, p),
+                    None => (wire::AUTH_NONE, [0; wire::V2_AUTH_LEN]),
+                };
+                ad.to_v2(kind, data)
                     .ok_or(wire::VrrpError::IntervalZero)
                     .and_then(|v2| v2.to_bytes())
             } else {
-                ad.to_bytes(IpAddr::V4(self.src), IpAddr::V4(dst))
+                // The checksum is computed here, pseudo-header included,
+                // for IPv6 too (rather than by the kernel's IPV6_CHECKSUM):
+                // one code path, checked against keepalived's bytes.
+                ad.to_bytes(self.src, dst)
             };
             let bytes = match bytes {
                 Ok(b) => b,
@@ -309,7 +361,17 @@ impl Runner {
                     continue;
                 }
             };
-            let to: SocketAddr = SocketAddrV4::new(dst, 0).into();
+            let to: SocketAddr = match dst {
+                IpAddr::V4(d) => SocketAddrV4::new(d, 0).into(),
+                IpAddr::V6(d) => {
+                    let scope = if is_link_local(&d) || d.is_multicast() {
+                        self.ifindex
+                    } else {
+                        0
+                    };
+                    SocketAddrV6::new(d, 0, 0, scope).into()
+                }
+            };
             match self.tx.send_to(&bytes, &to.into()) {
                 Ok(_) => self.adverts_out += 1,
                 Err(e) => {
@@ -326,9 +388,16 @@ impl Runner {
                 return;
             }
             self.garp_queue.pop_front();
-            let frame = wire::gratuitous_arp(self.mac, ip);
-            if let Err(e) = self.frames.send(&frame) {
-                tracing::warn!(instance = %self.name, %ip, error = %e, "cannot send gratuitous ARP");
+            let sent = match ip {
+                IpAddr::V4(v4) => self.frames.send(&wire::gratuitous_arp(self.mac, v4)),
+                IpAddr::V6(v6) => {
+                    let src = self.na_src.unwrap_or(Ipv6Addr::UNSPECIFIED);
+                    self.frames
+                        .send(&wire::unsolicited_na(self.mac, src, v6, self.na_router))
+                }
+            };
+            if let Err(e) = sent {
+                tracing::warn!(instance = %self.name, %ip, error = %e, "cannot send gratuitous ARP / neighbour advertisement");
             }
             self.next_garp = now + self.garp_interval;
         }
@@ -382,6 +451,64 @@ impl Runner {
             }
         }
     }
+}
+
+fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+const RAW_112: &str = "raw socket for IP protocol 112 (needs CAP_NET_RAW)";
+
+/// The receive and send sockets of an IPv4 instance.
+fn open_v4(cfg: &InstanceConfig, ifindex: u32, src: Ipv4Addr) -> io::Result<(Socket, Socket)> {
+    let proto = Protocol::from(i32::from(IP_PROTO));
+    let rx = Socket::new(Domain::IPV4, Type::RAW, Some(proto)).map_err(|e| ctx(e, RAW_112))?;
+    rx.bind_device(Some(cfg.interface.as_bytes()))
+        .map_err(|e| ctx(e, "SO_BINDTODEVICE"))?;
+    if cfg.unicast_peers.is_empty() {
+        rx.join_multicast_v4_n(&MCAST_V4, &socket2::InterfaceIndexOrAddress::Index(ifindex))
+            .map_err(|e| ctx(e, "joining 224.0.0.18"))?;
+    }
+    let tx = Socket::new(Domain::IPV4, Type::RAW, Some(proto)).map_err(|e| ctx(e, RAW_112))?;
+    tx.bind_device(Some(cfg.interface.as_bytes()))?;
+    // Bound to the primary address: the adverts' source stays it even
+    // once the virtual addresses are on the interface.
+    tx.bind(&SocketAddr::from(SocketAddrV4::new(src, 0)).into())
+        .map_err(|e| ctx(e, &format!("binding the advert source {src}")))?;
+    tx.set_multicast_ttl_v4(u32::from(wire::TTL))?;
+    tx.set_ttl_v4(u32::from(wire::TTL))?;
+    tx.set_multicast_loop_v4(false)?;
+    tx.set_tos_v4(TOS)?;
+    tx.set_multicast_if_v4(&src)?;
+    Ok((rx, tx))
+}
+
+/// The receive and send sockets of an IPv6 instance: hop limit 255 on
+/// everything sent, and the hop limit and destination of everything
+/// received reported (see [`rvs_sys::ip6`]).
+fn open_v6(cfg: &InstanceConfig, ifindex: u32, src: Ipv6Addr) -> io::Result<(Socket, Socket)> {
+    let proto = Protocol::from(i32::from(IP_PROTO));
+    let rx = Socket::new(Domain::IPV6, Type::RAW, Some(proto)).map_err(|e| ctx(e, RAW_112))?;
+    rx.bind_device(Some(cfg.interface.as_bytes()))
+        .map_err(|e| ctx(e, "SO_BINDTODEVICE"))?;
+    rvs_sys::ip6::enable_recv_info(rx.as_fd())
+        .map_err(|e| ctx(e, "IPV6_RECVHOPLIMIT / IPV6_RECVPKTINFO"))?;
+    if cfg.unicast_peers.is_empty() {
+        rx.join_multicast_v6(&MCAST_V6, ifindex)
+            .map_err(|e| ctx(e, "joining ff02::12"))?;
+    }
+    let tx = Socket::new(Domain::IPV6, Type::RAW, Some(proto)).map_err(|e| ctx(e, RAW_112))?;
+    tx.bind_device(Some(cfg.interface.as_bytes()))?;
+    let scope = if is_link_local(&src) { ifindex } else { 0 };
+    tx.bind(&SocketAddr::from(SocketAddrV6::new(src, 0, 0, scope)).into())
+        .map_err(|e| ctx(e, &format!("binding the advert source {src}")))?;
+    tx.set_multicast_hops_v6(u32::from(wire::TTL))?;
+    tx.set_unicast_hops_v6(u32::from(wire::TTL))?;
+    tx.set_multicast_loop_v6(false)?;
+    tx.set_multicast_if_v6(ifindex)?;
+    // Traffic class 0xc0 (network control), as keepalived sends.
+    tx.set_tclass_v6(TOS)?;
+    Ok((rx, tx))
 }
 
 /// TTL, source, destination and payload of an IPv4 packet of protocol 112

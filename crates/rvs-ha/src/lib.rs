@@ -24,12 +24,12 @@ mod addr;
 mod instance;
 pub mod sync;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub use addr::{VipManager, interface_ipv4};
+pub use addr::{VipManager, interface_ipv4, interface_link_local};
 pub use instance::{link_up, parse_ipv4};
 use rvs_core::vrrp::{VrrpConfig, VrrpState};
 
@@ -75,8 +75,11 @@ pub struct InstanceConfig {
     /// 3 (RFC 5798) or 2 (RFC 3768, keepalived's default).
     pub version: u8,
     /// Unicast peers: adverts go to each of them rather than to the group,
-    /// and only theirs are accepted.
-    pub unicast_peers: Vec<Ipv4Addr>,
+    /// and only theirs are accepted. Of the instance's family.
+    pub unicast_peers: Vec<IpAddr>,
+    /// VRRPv2 simple password (`auth_type PASS`): the 8 bytes sent in every
+    /// advert and required in every advert received.
+    pub auth_pass: Option<[u8; rvs_wire::vrrp::V2_AUTH_LEN]>,
     /// Spacing of gratuitous ARP messages (keepalived's `garp_interval`);
     /// 0 sends a burst at once.
     pub garp_interval_ms: u64,
@@ -113,6 +116,9 @@ pub struct InstanceStatus {
     pub adverts_dropped: u64,
     /// Adverts sent.
     pub adverts_out: u64,
+    /// Adverts dropped for failing VRRPv2 authentication (also counted in
+    /// `adverts_dropped`).
+    pub auth_failures: u64,
 }
 
 /// The running instances.
@@ -149,6 +155,7 @@ impl Vrrp {
                     adverts_in: 0,
                     adverts_dropped: 0,
                     adverts_out: 0,
+                    auth_failures: 0,
                 });
             ready.push(instance::Runner::open(
                 cfg,
@@ -201,7 +208,7 @@ impl Drop for Vrrp {
     }
 }
 
-/// Whether `ip` is IPv4 (the only family the I/O layer runs so far).
+/// Whether the I/O layer runs instances of `ip`'s family (both, now).
 pub fn supported(ip: &IpAddr) -> bool {
-    ip.is_ipv4()
+    ip.is_ipv4() || ip.is_ipv6()
 }

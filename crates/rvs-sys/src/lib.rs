@@ -7,6 +7,7 @@
 //!   ARP);
 //! - [`iface`]: interface index, MAC address and MTU;
 //! - [`wait_readable`] and [`wait_any`]: `poll(2)` with a timeout;
+//! - [`ip6`]: IPv6 receive with hop limit and destination (recvmsg cmsgs);
 //! - [`netns`]: moving the calling thread into a named network namespace.
 //!
 //! The rest of the workspace denies `unsafe_code`; this crate is the one
@@ -18,6 +19,7 @@
 
 pub mod frame;
 pub mod iface;
+pub mod ip6;
 pub mod netns;
 pub mod packet;
 

@@ -375,6 +375,60 @@ fn verify(acc: u32) -> Result<(), VrrpError> {
     }
 }
 
+/// Version 2 authentication type: none.
+pub const AUTH_NONE: u8 = 0;
+/// Version 2 authentication type: simple text password (RFC 2338 §5.3.6.1).
+pub const AUTH_PASS: u8 = 1;
+/// Version 2 authentication type: IPsec AH (RFC 2338; removed by RFC 3768).
+pub const AUTH_AH: u8 = 2;
+
+/// The authentication data of a simple text password: its bytes, zero
+/// padded to 8, as keepalived sends them. `None` when `pass` is empty or
+/// longer than 8 bytes.
+pub fn auth_pass_data(pass: &[u8]) -> Option<[u8; V2_AUTH_LEN]> {
+    if pass.is_empty() || pass.len() > V2_AUTH_LEN {
+        return None;
+    }
+    let mut d = [0; V2_AUTH_LEN];
+    d[..pass.len()].copy_from_slice(pass);
+    Some(d)
+}
+
+/// Why an advert failed the version 2 authentication check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The advert's authentication type is not the configured one (a
+    /// version 3 advert counts as type 0: it has no authentication).
+    #[error("authentication type {got} where {want} is configured")]
+    Type {
+        /// Received type.
+        got: u8,
+        /// Configured type.
+        want: u8,
+    },
+    /// The password differs.
+    #[error("authentication password mismatch")]
+    Password,
+}
+
+/// keepalived's receive check: with `pass` (from [`auth_pass_data`]) an
+/// advert must be version 2, type [`AUTH_PASS`], with the same 8 bytes;
+/// without, a version 2 advert must carry type [`AUTH_NONE`].
+pub fn check_auth(pkt: &Packet, pass: Option<&[u8; V2_AUTH_LEN]>) -> Result<(), AuthError> {
+    let (got, data) = match pkt {
+        Packet::V2(a) => (a.auth_type, Some(&a.auth_data)),
+        Packet::V3(_) => (AUTH_NONE, None),
+    };
+    let want = if pass.is_some() { AUTH_PASS } else { AUTH_NONE };
+    if got != want {
+        return Err(AuthError::Type { got, want });
+    }
+    match (pass, data) {
+        (Some(p), Some(d)) if p != d => Err(AuthError::Password),
+        _ => Ok(()),
+    }
+}
+
 /// The virtual MAC address of a virtual router (`00-00-5E-00-01-{VRID}` for
 /// IPv4, `00-00-5E-00-02-{VRID}` for IPv6).
 pub fn virtual_mac(ipv6: bool, vrid: u8) -> [u8; 6] {

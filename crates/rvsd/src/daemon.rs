@@ -146,9 +146,13 @@ fn start_vrrp(
     for i in &cfg.vrrp_instances {
         let mut vrrp = i.vrrp.clone();
         if vrrp.primary_addr.is_unspecified() {
-            let a = rvs_ha::interface_ipv4(&i.interface, &vrrp.vips)
-                .map_err(|e| format!("vrrp_instance {}: {e}", i.name))?;
-            vrrp.primary_addr = a.into();
+            let a: std::net::IpAddr = if vrrp.primary_addr.is_ipv6() {
+                rvs_ha::interface_link_local(&i.interface, &vrrp.vips).map(Into::into)
+            } else {
+                rvs_ha::interface_ipv4(&i.interface, &vrrp.vips).map(Into::into)
+            }
+            .map_err(|e| format!("vrrp_instance {}: {e}", i.name))?;
+            vrrp.primary_addr = a;
         }
         let mut trackers: Vec<rvs_ha::TrackFn> = i
             .track_interfaces
@@ -183,6 +187,7 @@ fn start_vrrp(
             vip_prefix: i.vip_prefix.clone(),
             version: i.version,
             unicast_peers: i.unicast_peers.clone(),
+            auth_pass: i.auth_pass,
             garp_interval_ms: i.garp_interval_ms,
             notify: rvs_ha::Notify {
                 master,

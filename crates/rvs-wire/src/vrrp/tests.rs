@@ -302,3 +302,47 @@ proptest! {
         let _ = decode(&bytes, IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(MCAST_V4));
     }
 }
+
+#[test]
+fn simple_password_is_zero_padded_and_checked_against_keepalived() {
+    assert_eq!(auth_pass_data(b"s3cret"), Some(*b"s3cret\0\0"));
+    assert_eq!(auth_pass_data(b"12345678"), Some(*b"12345678"));
+    assert_eq!(auth_pass_data(b""), None);
+    assert_eq!(auth_pass_data(b"123456789"), None);
+    // Vector 5: keepalived's `auth_type PASS`, `auth_pass s3cret`.
+    let (src, dst, _, payload) = vrrp_of(&hex(V5));
+    let pkt = decode(&payload, src, dst).unwrap();
+    let good = auth_pass_data(b"s3cret").unwrap();
+    assert_eq!(check_auth(&pkt, Some(&good)), Ok(()));
+    let other = auth_pass_data(b"s3cre").unwrap();
+    assert_eq!(check_auth(&pkt, Some(&other)), Err(AuthError::Password));
+    assert_eq!(
+        check_auth(&pkt, None),
+        Err(AuthError::Type { got: 1, want: 0 })
+    );
+    // Our own PASS advert is keepalived's, byte for byte.
+    let a = Advert {
+        vrid: 52,
+        priority: 120,
+        max_adver_int: 100,
+        addrs: vec![
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 251)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 252)),
+        ],
+    };
+    let v2 = a.to_v2(AUTH_PASS, good).unwrap();
+    assert_eq!(v2.to_bytes().unwrap(), payload);
+    // A version 3 advert (no authentication) fails a PASS instance and
+    // passes one without authentication.
+    let (src, dst, _, p1) = vrrp_of(&hex(V1));
+    let v3 = decode(&p1, src, dst).unwrap();
+    assert_eq!(
+        check_auth(&v3, Some(&good)),
+        Err(AuthError::Type { got: 0, want: 1 })
+    );
+    assert_eq!(check_auth(&v3, None), Ok(()));
+    // An unauthenticated version 2 advert passes an instance without.
+    let none = a.to_v2(AUTH_NONE, [0; V2_AUTH_LEN]).unwrap();
+    let none = decode(&none.to_bytes().unwrap(), src, dst).unwrap();
+    assert_eq!(check_auth(&none, None), Ok(()));
+}
