@@ -277,6 +277,16 @@ impl Runner {
             });
         if auth_failed {
             self.auth_failures += 1;
+            // The 1st, 2nd, 4th, 8th... failure: a peer with the wrong
+            // password shows in the log without flooding it.
+            if self.auth_failures.is_power_of_two() {
+                tracing::warn!(
+                    instance = %self.name,
+                    %src,
+                    failures = self.auth_failures,
+                    "advert dropped: VRRPv2 authentication failed"
+                );
+            }
         }
         match res {
             Ok(()) => {

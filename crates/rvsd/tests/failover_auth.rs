@@ -1,0 +1,236 @@
+//! VRRPv2 with `auth_type = "PASS"` between rvsd and keepalived 2.2.7
+//! (`vrrp_version 2`, `authentication { auth_type PASS }`) in network
+//! namespaces on one bridge (root only): the same password elects one
+//! master; a different one is dropped and counted, so each side sees no
+//! master and both hold the VIP.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::Dir;
+use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
+
+const VIP: &str = "192.0.2.110";
+
+struct Lan {
+    // Hosts first: they are deleted before the switch.
+    hosts: Vec<Netns>,
+    _switch: Netns,
+}
+
+impl Lan {
+    fn new(tag: &str) -> Lan {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = format!(
+            "fa{tag}{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let switch = Netns::new(&format!("{base}sw")).unwrap();
+        switch
+            .ip(&[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ])
+            .unwrap();
+        switch.ip(&["link", "set", "br0", "up"]).unwrap();
+        let mut hosts = Vec::new();
+        for i in 0..2 {
+            let h = Netns::new(&format!("{base}h{i}")).unwrap();
+            let port = format!("p{i}");
+            switch
+                .ip(&[
+                    "link",
+                    "add",
+                    &port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    h.name(),
+                ])
+                .unwrap();
+            switch
+                .ip(&["link", "set", &port, "master", "br0", "up"])
+                .unwrap();
+            h.ip(&[
+                "addr",
+                "add",
+                &format!("192.0.2.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ])
+            .unwrap();
+            h.ip(&["link", "set", "eth0", "up"]).unwrap();
+            hosts.push(h);
+        }
+        Lan {
+            hosts,
+            _switch: switch,
+        }
+    }
+}
+
+fn has_vip(ns: &Netns) -> bool {
+    ns.ip(&["-j", "addr", "show", "dev", "eth0"])
+        .is_ok_and(|s| s.contains(&format!("\"local\":\"{VIP}\"")))
+}
+
+fn logs(paths: &[&Path]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            format!(
+                "--- {}\n{}",
+                p.display(),
+                std::fs::read_to_string(p).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn start_rvsd(
+    ns: &Netns,
+    dir: &Dir,
+    name: &str,
+    priority: u8,
+    pass: &str,
+) -> (ChildGuard, PathBuf) {
+    let conf = dir.file(
+        &format!("{name}.toml"),
+        &format!(
+            r#"
+[[vrrp_instance]]
+name = "VI_2"
+interface = "eth0"
+virtual_router_id = 52
+priority = {priority}
+version = 2
+advert_int = 1
+virtual_ipaddress = ["{VIP}"]
+auth_type = "PASS"
+auth_pass = "{pass}"
+"#
+        ),
+    );
+    let log = dir.0.join(format!("{name}.log"));
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--config"])
+        .arg(&conf)
+        .args(["--no-metrics", "--control"])
+        .arg(dir.0.join(format!("{name}.sock")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (ChildGuard(child), log)
+}
+
+fn start_keepalived(
+    ns: &Netns,
+    dir: &Dir,
+    name: &str,
+    priority: u8,
+    pass: &str,
+) -> (ChildGuard, PathBuf) {
+    let conf = dir.file(
+        &format!("{name}.conf"),
+        &format!(
+            "global_defs {{\n  router_id {name}\n  vrrp_version 2\n}}\n\
+             vrrp_instance VI_2 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 52\n  \
+             priority {priority}\n  advert_int 1\n  authentication {{\n    auth_type PASS\n    \
+             auth_pass {pass}\n  }}\n  virtual_ipaddress {{\n    {VIP}/32\n  }}\n}}\n"
+        ),
+    );
+    let log = dir.0.join(format!("{name}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let child = ns
+        .command("keepalived")
+        .args(["-n", "-l", "-D", "-P", "-R", "-f"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.0.join(format!("{name}.pid")))
+        .arg("-r")
+        .arg(dir.0.join(format!("{name}.vrrp.pid")))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    (ChildGuard(child), log)
+}
+
+fn keepalived_or_skip(test: &str) -> bool {
+    if rvs_testkit::have("keepalived") {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs keepalived and CI=true: failing rather than skipping"
+    );
+    eprintln!("SKIPPED {test}: keepalived is not installed");
+    false
+}
+
+/// Same password: rvsd (higher) preempts keepalived; then keepalived
+/// restarts with another password and both sides drop each other's
+/// adverts (rvsd logs the failures), so keepalived also becomes master.
+#[test]
+fn pass_authentication_interoperates_with_keepalived() {
+    let t = "pass_authentication_interoperates_with_keepalived";
+    if !root_or_skip(t) || !keepalived_or_skip(t) {
+        return;
+    }
+    let lan = Lan::new("p");
+    let dir = Dir::new();
+    let (k, r) = (&lan.hosts[0], &lan.hosts[1]);
+    let (mut ka, klog) = start_keepalived(k, &dir, "ka", 100, "s3cret");
+    assert!(
+        wait_for(Duration::from_secs(10), || has_vip(k)),
+        "keepalived alone never became master\n{}",
+        logs(&[&klog])
+    );
+    let (_rvsd, rlog) = start_rvsd(r, &dir, "rvsd", 150, "s3cret");
+    assert!(
+        wait_for(Duration::from_secs(15), || has_vip(r) && !has_vip(k)),
+        "rvsd did not preempt keepalived with the same password\n{}",
+        logs(&[&klog, &rlog])
+    );
+    // keepalived heard rvsd's adverts and accepted their authentication.
+    assert!(
+        std::fs::read_to_string(&klog)
+            .unwrap_or_default()
+            .contains("received advert from 192.0.2.2 with higher priority 150"),
+        "{}",
+        logs(&[&klog])
+    );
+
+    assert!(ka.terminate(Duration::from_secs(10)));
+    let (_kb, klog2) = start_keepalived(k, &dir, "kb", 100, "other");
+    // keepalived drops rvsd's adverts (wrong password) and becomes master
+    // too; rvsd drops keepalived's and counts them.
+    assert!(
+        wait_for(Duration::from_secs(15), || has_vip(k) && has_vip(r)),
+        "with different passwords both should hold the VIP\n{}",
+        logs(&[&klog2, &rlog])
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || std::fs::read_to_string(&rlog)
+            .is_ok_and(|s| s.contains("VRRPv2 authentication failed"))),
+        "{}",
+        logs(&[&rlog])
+    );
+}
