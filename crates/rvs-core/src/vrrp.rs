@@ -227,6 +227,18 @@ pub enum VrrpConfigError {
     Weight(i32),
 }
 
+/// Why [`VrrpInstance::reconfigure`] refused a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconfigureError {
+    /// The VRID or the primary address changed: a different instance
+    /// (restart it).
+    #[error("the VRID or the primary address changed: restart the instance")]
+    Identity,
+    /// The new configuration is not valid.
+    #[error(transparent)]
+    Config(VrrpConfigError),
+}
+
 /// Why a received advert was dropped (count it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RxError {
@@ -558,6 +570,98 @@ impl VrrpInstance {
             });
             self.priority = p;
         }
+    }
+
+    /// A reloaded configuration (SIGHUP) for the running instance, applied
+    /// without a state change where RFC 5798 allows: a new priority or
+    /// interval goes out in the next advert (a backup now above the master
+    /// preempts when the master-down timer runs out, a master now below the
+    /// backup is preempted); virtual addresses added or removed while master
+    /// are added (and announced) or removed at once; trackers keep their
+    /// state by name; preempt, accept, GARP and the rest apply from now on.
+    /// Only a tracker change can move the state (to or from FAULT).
+    ///
+    /// The VRID and the primary address (family included) are what the
+    /// instance is: a configuration that changes them is refused with
+    /// [`ReconfigureError`] and the caller restarts the instance instead.
+    pub fn reconfigure(&mut self, now: u64, cfg: VrrpConfig) -> Result<(), ReconfigureError> {
+        if cfg.vrid != self.cfg.vrid || cfg.primary_addr != self.cfg.primary_addr {
+            return Err(ReconfigureError::Identity);
+        }
+        VrrpInstance::new(cfg.clone()).map_err(ReconfigureError::Config)?;
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        self.track_up = self
+            .cfg
+            .track
+            .iter()
+            .map(|t| {
+                old.track
+                    .iter()
+                    .position(|o| o.name == t.name)
+                    .and_then(|i| self.track_up.get(i).copied())
+                    .unwrap_or(t.initially_up)
+            })
+            .collect();
+        if self.cfg.ready_timeout_ms.is_none() && !self.ready {
+            self.ready = true;
+            self.ready_at = None;
+        }
+        if self.state == VrrpState::Master {
+            let removed: Vec<IpAddr> = old
+                .vips
+                .iter()
+                .filter(|v| !self.cfg.vips.contains(v))
+                .copied()
+                .collect();
+            let added: Vec<IpAddr> = self
+                .cfg
+                .vips
+                .iter()
+                .filter(|v| !old.vips.contains(v))
+                .copied()
+                .collect();
+            if !removed.is_empty() {
+                self.actions.push_back(Action::DelVips(removed));
+            }
+            if !added.is_empty() {
+                self.actions.push_back(Action::AddVips(added.clone()));
+                for _ in 0..self.cfg.garp.master_repeat {
+                    for v in &added {
+                        self.actions.push_back(Action::SendGarp(*v));
+                    }
+                }
+            }
+            // A shorter interval applies at once, a longer one from the
+            // next advert.
+            let next = now + u64::from(self.cfg.advert_int_ms);
+            if self.adver_at.is_none_or(|t| t > next) {
+                self.adver_at = Some(next);
+            }
+            if self.cfg.garp.master_refresh_ms != old.garp.master_refresh_ms {
+                self.refresh_at = (self.cfg.garp.master_refresh_ms > 0)
+                    .then(|| now + self.cfg.garp.master_refresh_ms);
+            }
+            if self.cfg.garp.master_delay_ms == 0 {
+                self.garp_at = None;
+            }
+        }
+        if matches!(self.state, VrrpState::Initialize | VrrpState::Fault) {
+            self.master_adver_int_ms = self.cfg.advert_int_ms;
+        }
+        self.reprioritise();
+        let fault = self.own_fault() || self.group_fault;
+        match (self.state, fault) {
+            (VrrpState::Backup | VrrpState::Master, true) => self.enter_fault(Reason::TrackerDown),
+            (VrrpState::Fault, false) => self.enter_running(now, Reason::TrackerUp),
+            (VrrpState::Backup, false) => {
+                // The owner (priority 255 now) takes over at once.
+                if self.priority == PRIORITY_OWNER && self.ready {
+                    self.become_master(now, Reason::Owner);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// rvs extension: the instance is ready to become master (its connection
