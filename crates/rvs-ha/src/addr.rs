@@ -29,6 +29,11 @@ impl VipManager {
         }
     }
 
+    /// The addresses and prefix lengths it knows.
+    pub fn vips(&self) -> Vec<(IpAddr, u8)> {
+        self.vips.clone()
+    }
+
     fn prefix_of(&self, a: IpAddr) -> u8 {
         self.vips
             .iter()

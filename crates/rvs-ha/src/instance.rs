@@ -51,7 +51,6 @@ pub(crate) struct Runner {
     trackers: Vec<TrackFn>,
     own_link: usize,
     epoch: Instant,
-    index: usize,
     status: Arc<Mutex<Vec<InstanceStatus>>>,
     hook: Option<StateHook>,
     adverts_in: u64,
@@ -73,7 +72,6 @@ pub fn link_up(interface: &str) -> bool {
 impl Runner {
     pub(crate) fn open(
         mut cfg: InstanceConfig,
-        index: usize,
         status: Arc<Mutex<Vec<InstanceStatus>>>,
         hook: Option<StateHook>,
     ) -> io::Result<Runner> {
@@ -142,7 +140,6 @@ impl Runner {
             trackers: cfg.trackers,
             own_link,
             epoch: Instant::now(),
-            index,
             status,
             hook,
             adverts_in: 0,
@@ -152,11 +149,81 @@ impl Runner {
         })
     }
 
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn initial_status(&self) -> InstanceStatus {
+        InstanceStatus {
+            name: self.name.clone(),
+            state: self.inst.state(),
+            priority: self.inst.priority(),
+            adverts_in: 0,
+            adverts_dropped: 0,
+            adverts_out: 0,
+            auth_failures: 0,
+        }
+    }
+
+    /// A reloaded configuration (same identity, see `Vrrp::reload`).
+    fn apply_update(&mut self, mut cfg: InstanceConfig) {
+        // Trackers read now: a new one starts from its real state, not
+        // from a guess that could flap the instance through FAULT.
+        for (i, f) in cfg.trackers.iter_mut().enumerate() {
+            if let Some(t) = cfg.vrrp.track.get_mut(i) {
+                t.initially_up = f();
+            }
+        }
+        let own_link = cfg.vrrp.track.len();
+        cfg.vrrp.track.push(TrackConfig {
+            name: format!("interface {}", cfg.interface),
+            weight: 0,
+            reverse: false,
+            initially_up: link_up(&cfg.interface),
+        });
+        // The old addresses stay known (after the new ones) so that one
+        // removed by this reload is deleted with the prefix it was added with.
+        let mut vips: Vec<(IpAddr, u8)> = cfg
+            .vrrp
+            .vips
+            .iter()
+            .copied()
+            .zip(cfg.vip_prefix.iter().copied().chain(std::iter::repeat(
+                if cfg.vrrp.primary_addr.is_ipv4() {
+                    32
+                } else {
+                    128
+                },
+            )))
+            .collect();
+        for old in self.vips.vips() {
+            if !vips.iter().any(|(a, _)| *a == old.0) {
+                vips.push(old);
+            }
+        }
+        let now = self.now();
+        match self.inst.reconfigure(now, cfg.vrrp) {
+            Ok(()) => {
+                self.own_link = own_link;
+                self.trackers = cfg.trackers;
+                self.vips = VipManager::new(&cfg.interface, vips);
+                self.notify = cfg.notify;
+                self.garp_interval = Duration::from_millis(cfg.garp_interval_ms);
+                self.auth_pass = cfg.auth_pass;
+                tracing::info!(instance = %self.name, priority = self.inst.priority(), "VRRP instance reconfigured");
+            }
+            Err(e) => {
+                tracing::error!(instance = %self.name, error = %e, "VRRP reload refused for this instance");
+            }
+        }
+        self.drain();
+    }
+
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    pub(crate) fn run(mut self, stop: &AtomicBool) {
+    pub(crate) fn run(mut self, stop: &AtomicBool, update: &Mutex<Option<InstanceConfig>>) {
         self.vips.remove_leftovers();
         // The trackers' first reading decides whether the start is FAULT.
         self.poll_trackers();
@@ -165,6 +232,10 @@ impl Runner {
         self.drain();
         let mut buf = vec![0u8; 65_536];
         while !stop.load(Ordering::SeqCst) {
+            let pending = update.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(cfg) = pending {
+                self.apply_update(cfg);
+            }
             self.poll_trackers();
             let now = self.now();
             let mut wait = MAX_SLEEP;
@@ -330,7 +401,7 @@ impl Runner {
         }
         if changed {
             let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = s.get_mut(self.index) {
+            if let Some(s) = s.iter_mut().find(|s| s.name == self.name) {
                 s.state = self.inst.state();
                 s.priority = self.inst.priority();
                 s.adverts_in = self.adverts_in;

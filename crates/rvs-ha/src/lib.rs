@@ -121,17 +121,63 @@ pub struct InstanceStatus {
     pub auth_failures: u64,
 }
 
+/// One running instance: its thread, its own stop flag, and the slot a
+/// reloaded configuration is handed over in.
+struct Running {
+    name: String,
+    identity: Identity,
+    stop: Arc<AtomicBool>,
+    update: Arc<Mutex<Option<InstanceConfig>>>,
+    thread: JoinHandle<()>,
+}
+
+/// What a reload cannot change in place (the sockets and the state
+/// machine are built on it): a change restarts the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    interface: String,
+    vrid: u8,
+    primary: IpAddr,
+    version: u8,
+    peers: Vec<IpAddr>,
+}
+
+impl Identity {
+    fn of(c: &InstanceConfig) -> Identity {
+        Identity {
+            interface: c.interface.clone(),
+            vrid: c.vrrp.vrid,
+            primary: c.vrrp.primary_addr,
+            version: c.version,
+            peers: c.unicast_peers.clone(),
+        }
+    }
+}
+
+/// What [`Vrrp::reload`] did, by instance name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Started (new in the configuration).
+    pub started: Vec<String>,
+    /// Stopped (gone from the configuration): a master sent priority 0.
+    pub stopped: Vec<String>,
+    /// Reconfigured in place, without a state change.
+    pub updated: Vec<String>,
+    /// Restarted: interface, VRID, source, version or peers changed.
+    pub restarted: Vec<String>,
+}
+
 /// The running instances.
 pub struct Vrrp {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    running: Vec<Running>,
     status: Arc<Mutex<Vec<InstanceStatus>>>,
+    hook: Option<StateHook>,
 }
 
 impl std::fmt::Debug for Vrrp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vrrp")
-            .field("instances", &self.threads.len())
+            .field("instances", &self.running.len())
             .finish()
     }
 }
@@ -141,43 +187,115 @@ impl Vrrp {
     /// a missing interface or no CAP_NET_RAW) and starts them, each on its
     /// own thread. `hook` hears every state change.
     pub fn start(instances: Vec<InstanceConfig>, hook: Option<StateHook>) -> std::io::Result<Vrrp> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Mutex::new(Vec::new()));
-        let mut ready = Vec::new();
-        for (i, cfg) in instances.into_iter().enumerate() {
-            status
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(InstanceStatus {
-                    name: cfg.name.clone(),
-                    state: VrrpState::Initialize,
-                    priority: cfg.vrrp.priority,
-                    adverts_in: 0,
-                    adverts_dropped: 0,
-                    adverts_out: 0,
-                    auth_failures: 0,
-                });
-            ready.push(instance::Runner::open(
-                cfg,
-                i,
-                status.clone(),
-                hook.clone(),
-            )?);
+        let mut v = Vrrp {
+            running: Vec::new(),
+            status: Arc::new(Mutex::new(Vec::new())),
+            hook,
+        };
+        let opened = v.open_all(instances)?;
+        for (id, r) in opened {
+            v.spawn(id, r)?;
         }
-        let threads = ready
+        Ok(v)
+    }
+
+    fn open_all(
+        &self,
+        instances: Vec<InstanceConfig>,
+    ) -> std::io::Result<Vec<(Identity, instance::Runner)>> {
+        instances
             .into_iter()
-            .map(|r| {
-                let stop = stop.clone();
-                std::thread::Builder::new()
-                    .name("rvs-vrrp".into())
-                    .spawn(move || r.run(&stop))
+            .map(|cfg| {
+                let id = Identity::of(&cfg);
+                instance::Runner::open(cfg, self.status.clone(), self.hook.clone()).map(|r| (id, r))
             })
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Vrrp {
+            .collect()
+    }
+
+    fn spawn(&mut self, identity: Identity, r: instance::Runner) -> std::io::Result<()> {
+        let name = r.name().to_string();
+        {
+            let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            st.retain(|s| s.name != name);
+            st.push(r.initial_status());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let update = Arc::new(Mutex::new(None));
+        let (s, u) = (stop.clone(), update.clone());
+        let thread = std::thread::Builder::new()
+            .name("rvs-vrrp".into())
+            .spawn(move || r.run(&s, &u))?;
+        self.running.push(Running {
+            name,
+            identity,
             stop,
-            threads,
-            status,
-        })
+            update,
+            thread,
+        });
+        Ok(())
+    }
+
+    /// Brings the running instances to `instances` (SIGHUP): an instance
+    /// whose interface, VRID, source, version and peers are unchanged is
+    /// reconfigured in place by its own thread (within 50 ms, no state
+    /// change unless a tracker says so); one where they changed is stopped
+    /// and started again; new ones start and missing ones stop (a master
+    /// sends priority 0 and removes its addresses). The sockets of every
+    /// instance to start are opened first: if one cannot be, nothing
+    /// changes and the error is returned.
+    pub fn reload(&mut self, instances: Vec<InstanceConfig>) -> std::io::Result<ReloadSummary> {
+        let mut sum = ReloadSummary::default();
+        let mut in_place = Vec::new();
+        let mut to_open = Vec::new();
+        for cfg in instances {
+            match self.running.iter().find(|r| r.name == cfg.name) {
+                Some(r) if r.identity == Identity::of(&cfg) => in_place.push(cfg),
+                Some(_) => {
+                    sum.restarted.push(cfg.name.clone());
+                    to_open.push(cfg);
+                }
+                None => {
+                    sum.started.push(cfg.name.clone());
+                    to_open.push(cfg);
+                }
+            }
+        }
+        let keep: Vec<String> = in_place
+            .iter()
+            .chain(&to_open)
+            .map(|c| c.name.clone())
+            .collect();
+        let opened = self.open_all(to_open)?;
+        // Stop what goes away or restarts, before the new sockets start.
+        let mut i = 0;
+        while i < self.running.len() {
+            let name = &self.running[i].name;
+            let restart = sum.restarted.contains(name);
+            if !keep.contains(name) || restart {
+                let r = self.running.remove(i);
+                r.stop.store(true, Ordering::SeqCst);
+                let _ = r.thread.join();
+                if !restart {
+                    self.status
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|s| s.name != r.name);
+                    sum.stopped.push(r.name);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        for cfg in in_place {
+            if let Some(r) = self.running.iter().find(|r| r.name == cfg.name) {
+                sum.updated.push(cfg.name.clone());
+                *r.update.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg);
+            }
+        }
+        for (id, r) in opened {
+            self.spawn(id, r)?;
+        }
+        Ok(sum)
     }
 
     /// The instances' states.
@@ -195,9 +313,11 @@ impl Vrrp {
     }
 
     fn stop_inner(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        for r in &self.running {
+            r.stop.store(true, Ordering::SeqCst);
+        }
+        for r in self.running.drain(..) {
+            let _ = r.thread.join();
         }
     }
 }

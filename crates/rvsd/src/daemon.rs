@@ -142,6 +142,20 @@ fn start_vrrp(
     if cfg.vrrp_instances.is_empty() {
         return Ok(None);
     }
+    let instances = vrrp_instances(cfg, control)?;
+    let n = instances.len();
+    let v = rvs_ha::Vrrp::start(instances, hook).map_err(|e| format!("VRRP: {e}"))?;
+    tracing::info!(instances = n, "VRRP running");
+    Ok(Some(v))
+}
+
+/// The I/O layer's view of the `[[vrrp_instance]]`s: advert sources read
+/// from the interfaces where not configured, trackers wired to the links
+/// and to the services' quorum.
+pub(crate) fn vrrp_instances(
+    cfg: &rvs_config::Config,
+    control: Arc<dyn rvs_api::Control>,
+) -> Result<Vec<rvs_ha::InstanceConfig>, String> {
     let mut instances = Vec::new();
     for i in &cfg.vrrp_instances {
         let mut vrrp = i.vrrp.clone();
@@ -199,10 +213,7 @@ fn start_vrrp(
             trackers,
         });
     }
-    let n = instances.len();
-    let v = rvs_ha::Vrrp::start(instances, hook).map_err(|e| format!("VRRP: {e}"))?;
-    tracing::info!(instances = n, "VRRP running");
-    Ok(Some(v))
+    Ok(instances)
 }
 
 /// The data plane's control API plus the sync daemons (`--start-daemon`,
@@ -320,7 +331,7 @@ fn sync_config(
 /// Starts `[sync]`'s daemon, or returns the VRRP hook that moves the role
 /// with the followed instance (`role = "vrrp"`: master daemon while
 /// MASTER, backup daemon otherwise, as keepalived's `lvs_sync_daemon`).
-fn start_sync(
+pub(crate) fn start_sync(
     cfg: &rvs_config::Config,
     syncd: Option<&Arc<rvs_ha::sync::SyncDaemons>>,
 ) -> Result<Option<rvs_ha::StateHook>, String> {
@@ -507,12 +518,29 @@ async fn async_run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let vrrp = match start_vrrp(&loaded.config, hook, plane.control()) {
+    // The hook VRRP calls stays; what it forwards to changes when a
+    // reload restarts the sync daemon.
+    let sync_hook = Arc::new(std::sync::Mutex::new(hook));
+    let forward = sync_hook.clone();
+    let vrrp_hook: rvs_ha::StateHook = Arc::new(move |name: &str, state| {
+        let h = forward.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(h) = h {
+            h(name, state);
+        }
+    });
+    let vrrp = match start_vrrp(&loaded.config, Some(vrrp_hook.clone()), plane.control()) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("rvsd: {e}");
             return ExitCode::from(2);
         }
+    };
+    let mut failover = crate::failover_reload::Failover {
+        vrrp,
+        sync: loaded.config.sync.clone(),
+        sync_hook,
+        vrrp_hook,
+        syncd: syncd.clone(),
     };
     tracing::info!(services = loaded.services.len(), "rvsd running");
     if let Some(backends) = demo {
@@ -542,9 +570,10 @@ async fn async_run(args: Args) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&args, &plane, &health),
+            _ = hup.recv() => reload(&args, &plane, &health, &mut failover),
         }
     }
+    let vrrp = failover.vrrp.take();
     // Masters send their priority-0 advert and give the addresses up
     // first: the backup takes over after its skew time, not 3 intervals.
     if let Some(v) = vrrp {
@@ -578,7 +607,12 @@ async fn async_run(args: Args) -> ExitCode {
 /// are the wanted state). Health state is carried over: the difference is
 /// taken against the health-filtered table (see `health`), so a failed
 /// server stays out and checks keep their counters.
-fn reload(args: &Args, plane: &Plane, health: &crate::health::Health) {
+fn reload(
+    args: &Args,
+    plane: &Plane,
+    health: &crate::health::Health,
+    failover: &mut crate::failover_reload::Failover,
+) {
     if args.demo {
         tracing::info!("SIGHUP ignored in the demo");
         return;
@@ -607,9 +641,22 @@ fn reload(args: &Args, plane: &Plane, health: &crate::health::Health) {
             engine.set_proxy_protocol(s.config.key, s.proxy_protocol);
         }
     }
+    // The VRRP instances are resolved (interfaces, advert sources) before
+    // anything changes: one that cannot be refuses the whole reload.
+    let instances = match vrrp_instances(&loaded.config, plane.control()) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; running state unchanged");
+            return;
+        }
+    };
     let specs = crate::health::specs_of(&loaded.config);
-    match health.load(loaded.services, specs) {
+    match health.load(loaded.services.clone(), specs) {
         Ok(n) => tracing::info!(changes = n, "reloaded"),
-        Err(e) => tracing::error!(error = %e, "reload refused; running state unchanged"),
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; running state unchanged");
+            return;
+        }
     }
+    failover.reload(&loaded.config, instances);
 }

@@ -21,6 +21,7 @@ use rvs_core::model::{DestConfig, Forward, ServiceConfig};
 
 mod daemon;
 mod demo;
+mod failover_reload;
 mod health;
 mod metrics;
 mod notify;
