@@ -249,3 +249,68 @@ fn sighup_moves_priority_and_addresses_without_a_restart() {
         logs(&[&alog, &blog])
     );
 }
+
+fn sync_config(role: &str, sync_id: u8) -> String {
+    format!(
+        r#"
+[dataplane]
+mode = "packet"
+interfaces = ["eth0"]
+workers = 1
+
+[sync]
+role = "{role}"
+interface = "eth0"
+sync_id = {sync_id}
+"#
+    )
+}
+
+/// `[sync]` changed in the file: SIGHUP restarts the sync daemon with the
+/// new role and id (as `-L --daemon` shows); an unchanged `[sync]` leaves
+/// it running.
+#[test]
+fn sighup_restarts_the_sync_daemon_when_sync_changes() {
+    if !root_or_skip("sighup_restarts_the_sync_daemon_when_sync_changes") {
+        return;
+    }
+    let lan = Lan::new("s");
+    let dir = Dir::new();
+    let ns = &lan.hosts[0];
+    let conf = dir.file("s.toml", &sync_config("master", 1));
+    let (rvsd, log) = start_rvsd(ns, &dir, "s", &conf);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rvs_control::Client::new(dir.0.join("s.sock"));
+    let listing = || {
+        rt.block_on(client.daemons())
+            .map(|l| l.daemons.iter().map(|d| d.list_line()).collect::<String>())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || listing()
+            == "master sync daemon (mcast=eth0, syncid=1)\n"),
+        "{}\n{}",
+        listing(),
+        logs(&[&log])
+    );
+    std::fs::write(&conf, sync_config("backup", 2)).unwrap();
+    hup(&rvsd);
+    assert!(
+        wait_for(Duration::from_secs(10), || listing()
+            == "backup sync daemon (mcast=eth0, syncid=2)\n"),
+        "{}\n{}",
+        listing(),
+        logs(&[&log])
+    );
+    assert_eq!(count(&log, "sync daemon restarted"), 1);
+    // The same [sync] again: nothing restarts.
+    hup(&rvsd);
+    assert!(wait_for(Duration::from_secs(10), || count(
+        &log, "reloaded"
+    ) >= 2));
+    assert_eq!(count(&log, "sync daemon restarted"), 1, "{}", logs(&[&log]));
+    assert_eq!(listing(), "backup sync daemon (mcast=eth0, syncid=2)\n");
+}
