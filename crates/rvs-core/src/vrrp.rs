@@ -653,11 +653,9 @@ impl VrrpInstance {
         match (self.state, fault) {
             (VrrpState::Backup | VrrpState::Master, true) => self.enter_fault(Reason::TrackerDown),
             (VrrpState::Fault, false) => self.enter_running(now, Reason::TrackerUp),
-            (VrrpState::Backup, false) => {
-                // The owner (priority 255 now) takes over at once.
-                if self.priority == PRIORITY_OWNER && self.ready {
-                    self.become_master(now, Reason::Owner);
-                }
+            // The owner (priority 255 now) takes over at once.
+            (VrrpState::Backup, false) if self.priority == PRIORITY_OWNER && self.ready => {
+                self.become_master(now, Reason::Owner);
             }
             _ => {}
         }

@@ -4,10 +4,13 @@
 //! - receives adverts on a raw IPv4 socket for IP protocol 112, joined to
 //!   224.0.0.18 on the instance's interface (or from unicast peers), and
 //!   hands the state machine the TTL, source and destination read from the
-//!   IP header the raw socket delivers;
+//!   IP header the raw socket delivers; an IPv6 instance uses a raw IPv6
+//!   socket joined to ff02::12, the hop limit and destination coming as
+//!   ancillary data ([`rvs_sys::ip6`]);
 //! - sends adverts (VRRPv3 by default, VRRPv2 with `version = 2`) with TTL
 //!   255 and TOS 0xc0 from the instance's primary address, as keepalived;
-//! - sends gratuitous ARP through an AF_PACKET socket
+//! - sends gratuitous ARP (IPv4) or unsolicited neighbour advertisements
+//!   (IPv6) through an AF_PACKET socket
 //!   ([`rvs_sys::frame::FrameSender`]), spaced by `garp_interval`;
 //! - adds and removes the virtual addresses with `ip addr`, and on start
 //!   removes any configured virtual address a previous run left behind;
@@ -16,7 +19,8 @@
 //!   link without carrier is FAULT, as in keepalived).
 //!
 //! [`Vrrp::stop`] (SIGTERM in `rvsd`) makes a master send a priority-0
-//! advert and give its addresses up.
+//! advert and give its addresses up; [`Vrrp::reload`] (SIGHUP) brings the
+//! running instances to a new configuration.
 
 #![warn(missing_docs)]
 
