@@ -201,12 +201,24 @@ impl Runner {
                 vips.push(old);
             }
         }
+        // Addresses kept with another prefix length: re-added with it.
+        let old_vips = self.vips.vips();
+        let reprefixed: Vec<IpAddr> = vips
+            .iter()
+            .filter(|(a, p)| old_vips.iter().any(|(o, op)| o == a && op != p))
+            .map(|(a, _)| *a)
+            .collect();
         let now = self.now();
         match self.inst.reconfigure(now, cfg.vrrp) {
             Ok(()) => {
                 self.own_link = own_link;
                 self.trackers = cfg.trackers;
-                self.vips = VipManager::new(&cfg.interface, vips);
+                let manager = VipManager::new(&cfg.interface, vips);
+                if self.inst.state() == VrrpState::Master && !reprefixed.is_empty() {
+                    self.vips.del(&reprefixed);
+                    manager.add(&reprefixed);
+                }
+                self.vips = manager;
                 self.notify = cfg.notify;
                 self.garp_interval = Duration::from_millis(cfg.garp_interval_ms);
                 self.auth_pass = cfg.auth_pass;

@@ -215,6 +215,18 @@ fn sighup_moves_priority_and_addresses_without_a_restart() {
         "{}",
         logs(&[&alog])
     );
+    // The address given another prefix length: re-added with it.
+    std::fs::write(&aconf, config(200, &[&format!("{VIP}/24")])).unwrap();
+    hup(&ra);
+    assert!(
+        wait_for(Duration::from_secs(5), || a
+            .ip(&["-j", "addr", "show", "dev", "eth0"])
+            .is_ok_and(
+                |s| s.contains(&format!("\"local\":\"{VIP}\",\"prefixlen\":24"))
+            )),
+        "{}",
+        logs(&[&alog])
+    );
     assert_eq!(count(&alog, "VRRP state"), changes, "{}", logs(&[&alog]));
 
     // A bad file: refused with its location, nothing changes.

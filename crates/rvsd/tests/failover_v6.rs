@@ -479,3 +479,28 @@ fn rvsd_and_keepalived_hand_an_ipv6_vip_over_both_ways() {
         logs(&[&klog, &rlog])
     );
 }
+
+/// rvsd alone is master over IPv6; keepalived starts with a higher
+/// priority and preempts it.
+#[test]
+fn keepalived_preempts_rvsd_over_ipv6() {
+    let t = "keepalived_preempts_rvsd_over_ipv6";
+    if !root_or_skip(t) || !keepalived_or_skip(t) {
+        return;
+    }
+    let lan = Lan6::new("q", 2);
+    let dir = Dir::new();
+    let (k, r) = (&lan.hosts[0], &lan.hosts[1]);
+    let (_rvsd, rlog) = start_rvsd(r, &dir, "rvsd", &rvsd_config(100, "0.2", ""));
+    assert!(
+        wait_for(Duration::from_secs(10), || has_vip(r)),
+        "rvsd alone never became master\n{}",
+        logs(&[&rlog])
+    );
+    let (_ka, klog) = start_keepalived(k, &dir, "ka", 150);
+    assert!(
+        wait_for(Duration::from_secs(10), || has_vip(k) && !has_vip(r)),
+        "keepalived did not preempt rvsd over IPv6\n{}",
+        logs(&[&klog, &rlog])
+    );
+}
