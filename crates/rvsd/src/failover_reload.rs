@@ -80,7 +80,10 @@ impl Failover {
         match crate::daemon::start_sync(cfg, self.syncd.as_ref()) {
             Ok(h) => {
                 *self.sync_hook.lock().unwrap_or_else(|e| e.into_inner()) = h;
-                tracing::info!(sync = ?cfg.sync.as_ref().map(|s| s.role), "sync daemon restarted");
+                match &cfg.sync {
+                    Some(s) => tracing::info!(role = ?s.role, "sync daemon restarted"),
+                    None => tracing::info!("sync daemon stopped ([sync] removed)"),
+                }
             }
             Err(e) => tracing::error!(error = %e, "sync daemon not restarted"),
         }
