@@ -210,14 +210,44 @@ struct SeenAdvert {
     priority: u8,
 }
 
-/// An unsolicited neighbour advertisement seen on the segment.
+/// A neighbour advertisement frame captured on the segment.
 #[derive(Debug, Clone, Copy)]
 struct SeenNa {
+    eth_dst: [u8; 6],
+    eth_src: [u8; 6],
     src: Ipv6Addr,
-    hops: Option<u8>,
+    dst: Ipv6Addr,
+    hops: u8,
     target: Ipv6Addr,
     override_flag: bool,
     lladdr: [u8; 6],
+}
+
+/// A neighbour advertisement in an Ethernet frame (no extension headers).
+fn parse_na(f: &[u8]) -> Option<SeenNa> {
+    if f.len() < 14 + 40 + 32 || f[12..14] != [0x86, 0xdd] {
+        return None;
+    }
+    let ip = &f[14..];
+    let icmp = &ip[40..];
+    if ip[6] != 58 || icmp[0] != 136 {
+        return None;
+    }
+    let a16 = |b: &[u8]| Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap());
+    let mut lladdr = [0u8; 6];
+    if icmp.len() >= 32 && icmp[24] == 2 && icmp[25] == 1 {
+        lladdr.copy_from_slice(&icmp[26..32]);
+    }
+    Some(SeenNa {
+        eth_dst: f[0..6].try_into().unwrap(),
+        eth_src: f[6..12].try_into().unwrap(),
+        src: a16(&ip[8..24]),
+        dst: a16(&ip[24..40]),
+        hops: ip[7],
+        target: a16(&icmp[8..24]),
+        override_flag: icmp[4] & 0x20 != 0,
+        lladdr,
+    })
 }
 
 #[derive(Default)]
@@ -227,7 +257,8 @@ struct Seen {
 }
 
 /// Listens in `ns` (an observer on the bridge) for VRRP adverts on
-/// ff02::12 and for neighbour advertisements to all nodes, until `stop`.
+/// ff02::12, and captures neighbour advertisement frames with an AF_PACKET
+/// socket, until `stop`.
 fn observe(
     ns: &Netns,
     stop: Arc<AtomicBool>,
@@ -244,11 +275,12 @@ fn observe(
         let vrrp = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(112))).unwrap();
         vrrp.join_multicast_v6(&"ff02::12".parse().unwrap(), ifindex)
             .unwrap();
-        let icmp = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).unwrap();
-        for s in [&vrrp, &icmp] {
-            rvs_sys::ip6::enable_recv_info(s.as_fd()).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-        }
+        rvs_sys::ip6::enable_recv_info(vrrp.as_fd()).unwrap();
+        vrrp.set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let mut capture =
+            rvs_sys::packet::PacketSocket::open(ifindex, &rvs_sys::packet::RingConfig::default())
+                .unwrap();
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::SeqCst) {
@@ -262,22 +294,12 @@ fn observe(
                     priority: buf[2],
                 });
             }
-            if let Ok(r) = rvs_sys::ip6::recv_with_info(icmp.as_fd(), &mut buf)
-                && r.len >= 32
-                && buf[0] == 136
-            {
-                let target = Ipv6Addr::from(<[u8; 16]>::try_from(&buf[8..24]).unwrap());
-                let mut lladdr = [0u8; 6];
-                if buf[24] == 2 && buf[25] == 1 {
-                    lladdr.copy_from_slice(&buf[26..32]);
+            while let Some(mut b) = capture.rx().next_block() {
+                while let Some((frame, _)) = b.next() {
+                    if let Some(na) = parse_na(frame) {
+                        out.lock().unwrap().nas.push(na);
+                    }
                 }
-                out.lock().unwrap().nas.push(SeenNa {
-                    src: r.src,
-                    hops: r.hop_limit,
-                    target,
-                    override_flag: buf[4] & 0x20 != 0,
-                    lladdr,
-                });
             }
         }
     });
@@ -355,7 +377,7 @@ fn ipv6_backup_takes_over_within_the_bound_and_sends_neighbour_adverts() {
             s.adverts.iter().any(|a| a.src == backup_ll)
                 && s.nas
                     .iter()
-                    .filter(|n| n.target == vip && n.lladdr == bmac)
+                    .filter(|n| n.target == vip && n.eth_src == bmac)
                     .count()
                     >= 5
         }),
@@ -370,10 +392,19 @@ fn ipv6_backup_takes_over_within_the_bound_and_sends_neighbour_adverts() {
         assert_eq!(a.hops, Some(255), "advert hop limit: {a:?}");
         assert_eq!(a.src.segments()[0], 0xfe80, "advert source: {a:?}");
     }
-    for n in s.nas.iter().filter(|n| n.target == vip) {
-        assert_eq!(n.hops, Some(255), "{n:?}");
+    // Every neighbour advertisement for the VIP on the wire: to all nodes
+    // (33:33:00:00:00:01, ff02::1), hop limit 255, Override set, from the
+    // link-local address and MAC of the director that sent it, naming that
+    // MAC as the target's link-layer address.
+    let nas: Vec<_> = s.nas.iter().filter(|n| n.target == vip).collect();
+    assert!(nas.len() >= 5, "{nas:?}");
+    for n in nas {
+        assert_eq!(n.eth_dst, [0x33, 0x33, 0, 0, 0, 1], "{n:?}");
+        assert_eq!(n.dst, "ff02::1".parse::<Ipv6Addr>().unwrap(), "{n:?}");
+        assert_eq!(n.hops, 255, "{n:?}");
         assert!(n.override_flag, "{n:?}");
-        assert_eq!(n.src.segments()[0], 0xfe80, "{n:?}");
+        assert_eq!(n.lladdr, n.eth_src, "{n:?}");
+        assert!(n.src == backup_ll || n.src == master_ll, "{n:?}");
     }
     let last_master = s
         .adverts
