@@ -384,9 +384,7 @@ impl Runner {
     }
 
     fn drain(&mut self) {
-        let mut changed = false;
         while let Some(a) = self.inst.poll_action() {
-            changed = true;
             match a {
                 Action::SendAdvert(ad) => self.send_advert(&ad),
                 Action::SendGarp(ip) => self.garp_queue.push_back(ip),
@@ -411,16 +409,16 @@ impl Runner {
                 }
             }
         }
-        if changed {
-            let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = s.iter_mut().find(|s| s.name == self.name) {
-                s.state = self.inst.state();
-                s.priority = self.inst.priority();
-                s.adverts_in = self.adverts_in;
-                s.adverts_dropped = self.adverts_dropped;
-                s.adverts_out = self.adverts_out;
-                s.auth_failures = self.auth_failures;
-            }
+        // Every turn, not only on actions: a backup's counters move
+        // without any action.
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = s.iter_mut().find(|s| s.name == self.name) {
+            s.state = self.inst.state();
+            s.priority = self.inst.priority();
+            s.adverts_in = self.adverts_in;
+            s.adverts_dropped = self.adverts_dropped;
+            s.adverts_out = self.adverts_out;
+            s.auth_failures = self.auth_failures;
         }
     }
 

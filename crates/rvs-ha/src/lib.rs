@@ -171,6 +171,10 @@ pub struct ReloadSummary {
     pub restarted: Vec<String>,
 }
 
+/// The instances' status, shared with whoever reports it (`/metrics`):
+/// each instance's thread updates its entry every loop turn.
+pub type StatusBoard = Arc<Mutex<Vec<InstanceStatus>>>;
+
 /// The running instances.
 pub struct Vrrp {
     running: Vec<Running>,
@@ -191,9 +195,18 @@ impl Vrrp {
     /// a missing interface or no CAP_NET_RAW) and starts them, each on its
     /// own thread. `hook` hears every state change.
     pub fn start(instances: Vec<InstanceConfig>, hook: Option<StateHook>) -> std::io::Result<Vrrp> {
+        Vrrp::start_on(StatusBoard::default(), instances, hook)
+    }
+
+    /// [`Vrrp::start`], reporting on `board`.
+    pub fn start_on(
+        board: StatusBoard,
+        instances: Vec<InstanceConfig>,
+        hook: Option<StateHook>,
+    ) -> std::io::Result<Vrrp> {
         let mut v = Vrrp {
             running: Vec::new(),
-            status: Arc::new(Mutex::new(Vec::new())),
+            status: board,
             hook,
         };
         let opened = v.open_all(instances)?;

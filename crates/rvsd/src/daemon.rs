@@ -133,18 +133,19 @@ impl Plane {
     }
 }
 
-/// Starts the `[[vrrp_instance]]`s, if any.
+/// Starts the `[[vrrp_instance]]`s, if any, reporting on `board`.
 fn start_vrrp(
     cfg: &rvs_config::Config,
     hook: Option<rvs_ha::StateHook>,
     control: Arc<dyn rvs_api::Control>,
+    board: rvs_ha::StatusBoard,
 ) -> Result<Option<rvs_ha::Vrrp>, String> {
     if cfg.vrrp_instances.is_empty() {
         return Ok(None);
     }
     let instances = vrrp_instances(cfg, control)?;
     let n = instances.len();
-    let v = rvs_ha::Vrrp::start(instances, hook).map_err(|e| format!("VRRP: {e}"))?;
+    let v = rvs_ha::Vrrp::start_on(board, instances, hook).map_err(|e| format!("VRRP: {e}"))?;
     tracing::info!(instances = n, "VRRP running");
     Ok(Some(v))
 }
@@ -499,9 +500,17 @@ async fn async_run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let vrrp_board = rvs_ha::StatusBoard::default();
     let metrics = match args.metrics_listen(&loaded.config.metrics) {
         Some(listen) => {
-            match crate::metrics::start(plane.collector(), Some(health.clone()), listen) {
+            match crate::metrics::start(
+                plane.collector(),
+                Some(health.clone()),
+                vec![Box::new(crate::vrrp_metrics::VrrpCollector::new(
+                    vrrp_board.clone(),
+                ))],
+                listen,
+            ) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     eprintln!("rvsd: {e}");
@@ -528,7 +537,12 @@ async fn async_run(args: Args) -> ExitCode {
             h(name, state);
         }
     });
-    let vrrp = match start_vrrp(&loaded.config, Some(vrrp_hook.clone()), plane.control()) {
+    let vrrp = match start_vrrp(
+        &loaded.config,
+        Some(vrrp_hook.clone()),
+        plane.control(),
+        vrrp_board.clone(),
+    ) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("rvsd: {e}");
@@ -541,6 +555,7 @@ async fn async_run(args: Args) -> ExitCode {
         sync_hook,
         vrrp_hook,
         syncd: syncd.clone(),
+        board: vrrp_board,
     };
     tracing::info!(services = loaded.services.len(), "rvsd running");
     if let Some(backends) = demo {

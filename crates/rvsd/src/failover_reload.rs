@@ -18,6 +18,8 @@ pub(crate) struct Failover {
     pub vrrp_hook: rvs_ha::StateHook,
     /// The sync daemons (packet data plane only).
     pub syncd: Option<Arc<rvs_ha::sync::SyncDaemons>>,
+    /// Where the instances report (`/metrics`).
+    pub board: rvs_ha::StatusBoard,
 }
 
 impl Failover {
@@ -46,7 +48,11 @@ impl Failover {
                     tracing::error!(error = %e, "VRRP reload failed; VRRP instances unchanged")
                 }
             },
-            None if n > 0 => match rvs_ha::Vrrp::start(instances, Some(self.vrrp_hook.clone())) {
+            None if n > 0 => match rvs_ha::Vrrp::start_on(
+                self.board.clone(),
+                instances,
+                Some(self.vrrp_hook.clone()),
+            ) {
                 Ok(v) => {
                     tracing::info!(instances = n, "VRRP running");
                     self.vrrp = Some(v);

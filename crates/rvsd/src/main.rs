@@ -25,6 +25,7 @@ mod failover_reload;
 mod health;
 mod metrics;
 mod notify;
+mod vrrp_metrics;
 
 /// Command-line options.
 #[derive(Debug, Default, Clone)]

@@ -510,11 +510,18 @@ fn encode_process(enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     Ok(())
 }
 
-/// The registry of a daemon: one collector over its data plane, and one
-/// over health checking when it runs.
-pub fn registry(collector: Box<dyn Collector>, health: Option<crate::health::Health>) -> Registry {
+/// The registry of a daemon: one collector over its data plane, one over
+/// health checking when it runs, and `extra` ones (VRRP).
+pub fn registry(
+    collector: Box<dyn Collector>,
+    health: Option<crate::health::Health>,
+    extra: Vec<Box<dyn Collector>>,
+) -> Registry {
     let mut r = Registry::default();
     r.register_collector(collector);
+    for c in extra {
+        r.register_collector(c);
+    }
     if let Some(h) = health {
         r.register_collector(Box::new(HealthCollector { health: h }));
     }
@@ -635,6 +642,7 @@ pub fn render(registry: &Registry) -> String {
 pub fn start(
     collector: Box<dyn Collector>,
     health: Option<crate::health::Health>,
+    extra: Vec<Box<dyn Collector>>,
     listen: SocketAddr,
 ) -> Result<SocketAddr, String> {
     let bind_err = |e: std::io::Error| {
@@ -647,7 +655,7 @@ pub fn start(
     std_listener.set_nonblocking(true).map_err(bind_err)?;
     let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let registry = Arc::new(registry(collector, health));
+    let registry = Arc::new(registry(collector, health, extra));
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {

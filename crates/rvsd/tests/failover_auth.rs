@@ -15,6 +15,8 @@ use common::Dir;
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
 const VIP: &str = "192.0.2.110";
+/// `/metrics` of rvsd, inside its namespace.
+const METRICS: &str = "127.0.0.1:9910";
 
 struct Lan {
     // Hosts first: they are deleted before the switch.
@@ -129,7 +131,7 @@ auth_pass = "{pass}"
         .command(env!("CARGO_BIN_EXE_rvsd"))
         .args(["--config"])
         .arg(&conf)
-        .args(["--no-metrics", "--control"])
+        .args(["--metrics", METRICS, "--control"])
         .arg(dir.0.join(format!("{name}.sock")))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -233,4 +235,29 @@ fn pass_authentication_interoperates_with_keepalived() {
         "{}",
         logs(&[&rlog])
     );
+    // And counted in /metrics.
+    let metric = |name: &str| -> Option<u64> {
+        let body = rvs_testkit::http_get_path(
+            r,
+            METRICS.parse().unwrap(),
+            "/metrics",
+            Duration::from_secs(5),
+        )
+        .ok()?;
+        let prefix = format!("{name}{{instance=\"VI_2\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || metric(
+            "rvs_vrrp_auth_failures_total"
+        )
+        .is_some_and(|n| n >= 1)),
+        "auth failures: {:?}",
+        metric("rvs_vrrp_auth_failures_total")
+    );
+    assert!(metric("rvs_vrrp_adverts_dropped_total").is_some_and(|n| n >= 1));
+    assert!(metric("rvs_vrrp_adverts_sent_total").is_some_and(|n| n >= 1));
+    assert_eq!(metric("rvs_vrrp_priority"), Some(150));
 }
