@@ -535,3 +535,62 @@ fn keepalived_preempts_rvsd_over_ipv6() {
         logs(&[&klog, &rlog])
     );
 }
+
+/// IPv6 unicast peers: adverts go from `unicast_src_ip` (a global address)
+/// to the peer only, never to ff02::12; the backup follows the master and
+/// takes over when it is killed.
+#[test]
+fn ipv6_unicast_peers_elect_and_take_over() {
+    if !root_or_skip("ipv6_unicast_peers_elect_and_take_over") {
+        return;
+    }
+    let lan = Lan6::new("u", 3);
+    let dir = Dir::new();
+    let (m, b, obs) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, watcher) = observe(obs, stop.clone());
+    let peer = |me: u8, other: u8| {
+        format!("unicast_src_ip = \"2001:db8::{me}\"\nunicast_peer = [\"2001:db8::{other}\"]\n")
+    };
+    let (mut master, mlog) = start_rvsd(m, &dir, "master", &rvsd_config(200, "0.1", &peer(1, 2)));
+    assert!(
+        wait_for(Duration::from_secs(10), || has_vip(m)),
+        "{}",
+        logs(&[&mlog])
+    );
+    let (_backup, blog) = start_rvsd(b, &dir, "backup", &rvsd_config(100, "0.1", &peer(2, 1)));
+    assert!(
+        wait_for(Duration::from_secs(10), || log_has(&blog, "BACKUP")),
+        "{}",
+        logs(&[&mlog, &blog])
+    );
+    // The backup keeps following: well past its master-down interval
+    // (0.36 s) it still has no VIP, the master's adverts reaching it.
+    assert!(
+        !wait_for(Duration::from_millis(800), || has_vip(b)),
+        "the backup did not hear the master's unicast adverts\n{}",
+        logs(&[&mlog, &blog])
+    );
+    assert!(has_vip(m), "{}", logs(&[&mlog, &blog]));
+
+    let pid = master.pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    m.ip(&["link", "set", "eth0", "down"]).unwrap();
+    let _ = master.0.wait();
+    assert!(
+        wait_for(Duration::from_secs(5), || has_vip(b)),
+        "the backup never took the VIP\n{}",
+        logs(&[&mlog, &blog])
+    );
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().unwrap().unwrap();
+    let s = seen.lock().unwrap();
+    assert!(
+        s.adverts.is_empty(),
+        "unicast instances sent to ff02::12: {:?}",
+        s.adverts
+    );
+}
