@@ -500,7 +500,9 @@ fn notify_commands_get_the_event_service_server_and_reason() {
     let out = dir.0.join("notified");
     let script = dir.file(
         "notify.sh",
-        "#!/bin/sh\nprintf '%s|' \"$@\" \"$RVS_EVENT\" \"$RVS_SERVER\" >> \"$1\"\necho >> \"$1\"\n",
+        // One write per notification: two commands can run at once, and a
+        // line written in two pieces could interleave with the other's.
+        "#!/bin/sh\nline=$(printf '%s|' \"$@\" \"$RVS_EVENT\" \"$RVS_SERVER\")\nprintf '%s\\n' \"$line\" >> \"$1\"\n",
     );
     let sh = |extra: &str| {
         format!(
