@@ -418,9 +418,10 @@ impl XskSocket {
         })
     }
 
-    /// The receive and transmit halves, usable at the same time.
-    pub fn split(&mut self) -> (&mut XskRx, &mut XskTx) {
-        (&mut self.rx, &mut self.tx)
+    /// The receive and transmit halves, usable at the same time, and the
+    /// descriptor to poll.
+    pub fn split(&mut self) -> (&mut XskRx, &mut XskTx, BorrowedFd<'_>) {
+        (&mut self.rx, &mut self.tx, self.fd.as_fd())
     }
 
     /// The socket's descriptor (for `poll` and the XSK map).
@@ -440,21 +441,26 @@ impl XskSocket {
 
     /// The kernel's counters for this socket.
     pub fn stats(&self) -> io::Result<XskStats> {
-        // SAFETY: plain integers; zero is valid.
-        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        getsockopt(
-            self.fd.as_raw_fd(),
-            libc::XDP_STATISTICS,
-            &mut s,
-            "XDP_STATISTICS",
-        )?;
-        Ok(XskStats {
-            rx_dropped: s.rx_dropped,
-            rx_ring_full: s.rx_ring_full,
-            rx_fill_ring_empty: s.rx_fill_ring_empty_descs,
-            tx_invalid: s.tx_invalid_descs,
-        })
+        stats(self.fd.as_fd())
     }
+}
+
+/// The kernel's counters for the AF_XDP socket `fd` (since it was opened).
+pub fn stats(fd: BorrowedFd<'_>) -> io::Result<XskStats> {
+    // SAFETY: plain integers; zero is valid.
+    let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    getsockopt(
+        fd.as_raw_fd(),
+        libc::XDP_STATISTICS,
+        &mut s,
+        "XDP_STATISTICS",
+    )?;
+    Ok(XskStats {
+        rx_dropped: s.rx_dropped,
+        rx_ring_full: s.rx_ring_full,
+        rx_fill_ring_empty: s.rx_fill_ring_empty_descs,
+        tx_invalid: s.tx_invalid_descs,
+    })
 }
 
 /// The receive half: the receive ring and the fill ring.

@@ -185,7 +185,7 @@ fn only_claimed_frames_reach_the_socket_and_the_kernel_keeps_the_rest() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while got.len() < claimed.len() && Instant::now() < deadline {
         let _ = wait_readable(xsk.fd(), Duration::from_millis(100));
-        let (rx, _) = xsk.split();
+        let (rx, _, _) = xsk.split();
         if let Some(mut b) = rx.batch(64) {
             while let Some(f) = b.next() {
                 let tag = if f.len() > 42 && f[12] == 0x08 {
@@ -224,7 +224,7 @@ fn only_claimed_frames_reach_the_socket_and_the_kernel_keeps_the_rest() {
     tagged[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xbb]);
     tagged[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
     {
-        let (_, tx) = xsk.split();
+        let (_, tx, _) = xsk.split();
         assert!(tx.push(&tagged));
         tx.flush().unwrap();
     }
