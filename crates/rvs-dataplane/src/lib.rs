@@ -594,51 +594,51 @@ impl BatchCounts {
 macro_rules! forward_one {
     ($fwd:expr, $neigh:expr, $frame:expr, $rxm:expr, $txs:expr, $ifindexes:expr, $likely:expr, $out:expr, $now:expr, $n:expr) => {
         'frame: {
-        let fits = $frame.len() + rvs_forward::MAX_ENCAP_OVERHEAD <= $txs[$likely].max_frame();
-        let mut slot = if fits { $txs[$likely].slot() } else { None };
-        let buf = match slot.as_mut() {
-            Some(s) => s.buf(),
-            None => &mut *$out,
-        };
-        let v = $fwd.process($frame, $rxm, buf, $neigh, $now);
-        let (iface, len) = match v {
-            Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => (iface, len),
-            Verdict::NeedNeighbour { ip, .. } => {
-                $neigh.want(ip);
+            let fits = $frame.len() + rvs_forward::MAX_ENCAP_OVERHEAD <= $txs[$likely].max_frame();
+            let mut slot = if fits { $txs[$likely].slot() } else { None };
+            let buf = match slot.as_mut() {
+                Some(s) => s.buf(),
+                None => &mut *$out,
+            };
+            let v = $fwd.process($frame, $rxm, buf, $neigh, $now);
+            let (iface, len) = match v {
+                Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => (iface, len),
+                Verdict::NeedNeighbour { ip, .. } => {
+                    $neigh.want(ip);
+                    break 'frame;
+                }
+                Verdict::Pass | Verdict::Drop(_) => break 'frame,
+            };
+            let Some(j) = $ifindexes.iter().position(|&x| x == iface) else {
+                break 'frame;
+            };
+            if let Some(mut s) = slot {
+                if j == $likely {
+                    s.commit(len);
+                    $n.tx_frames += 1;
+                    break 'frame;
+                }
+                // Another interface: the slot stays free, the frame
+                // is copied.
+                $out[..len].copy_from_slice(&s.buf()[..len]);
+            }
+            $likely = j;
+            let tx = &mut $txs[j];
+            if len > tx.max_frame() {
+                $n.tx_too_big += 1;
                 break 'frame;
             }
-            Verdict::Pass | Verdict::Drop(_) => break 'frame,
-        };
-        let Some(j) = $ifindexes.iter().position(|&x| x == iface) else {
-            break 'frame;
-        };
-        if let Some(mut s) = slot {
-            if j == $likely {
-                s.commit(len);
+            let mut queued = tx.push(&$out[..len]);
+            if !queued {
+                // Full: kick what is queued and try once more.
+                let _ = tx.flush();
+                queued = tx.push(&$out[..len]);
+            }
+            if queued {
                 $n.tx_frames += 1;
-                break 'frame;
+            } else {
+                $n.tx_ring_full += 1;
             }
-            // Another interface: the slot stays free, the frame
-            // is copied.
-            $out[..len].copy_from_slice(&s.buf()[..len]);
-        }
-        $likely = j;
-        let tx = &mut $txs[j];
-        if len > tx.max_frame() {
-            $n.tx_too_big += 1;
-            break 'frame;
-        }
-        let mut queued = tx.push(&$out[..len]);
-        if !queued {
-            // Full: kick what is queued and try once more.
-            let _ = tx.flush();
-            queued = tx.push(&$out[..len]);
-        }
-        if queued {
-            $n.tx_frames += 1;
-        } else {
-            $n.tx_ring_full += 1;
-        }
         }
     };
 }
@@ -698,7 +698,18 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>, busy_poll: Duration) {
                     csum_not_ready: meta.csum_not_ready,
                     fwmark: 0,
                 };
-                forward_one!(fwd, &inner.neigh, frame, &rxm, txs, ifindexes, likely, out, now, n);
+                forward_one!(
+                    fwd,
+                    &inner.neigh,
+                    frame,
+                    &rxm,
+                    txs,
+                    ifindexes,
+                    likely,
+                    out,
+                    now,
+                    n
+                );
             }
             drop(shard);
             drop(block);
@@ -787,7 +798,18 @@ fn worker_xdp(
                     csum_not_ready: false,
                     fwmark: 0,
                 };
-                forward_one!(fwd, &inner.neigh, frame, &rxm, txs, ifindexes, likely, out, now, n);
+                forward_one!(
+                    fwd,
+                    &inner.neigh,
+                    frame,
+                    &rxm,
+                    txs,
+                    ifindexes,
+                    likely,
+                    out,
+                    now,
+                    n
+                );
             }
             drop(shard);
             drop(batch);
@@ -821,10 +843,7 @@ fn worker_xdp(
             }
             if keeper
                 && let Some(x) = &inner.xdp
-                && let Err(e) = x
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .refresh_local()
+                && let Err(e) = x.lock().unwrap_or_else(|p| p.into_inner()).refresh_local()
             {
                 tracing::warn!(error = %e, "cannot refresh the director's addresses for XDP");
             }

@@ -61,7 +61,11 @@ pub fn claim_keys(spec: &ClaimSpec, local: &[IpAddr]) -> Vec<ClaimKey> {
         .services
         .iter()
         .map(|e| key(ClaimKind::Service, e))
-        .chain(spec.nat_sources.iter().map(|e| key(ClaimKind::NatSource, e)))
+        .chain(
+            spec.nat_sources
+                .iter()
+                .map(|e| key(ClaimKind::NatSource, e)),
+        )
         .collect();
     keys.extend(local.iter().map(|&addr| ClaimKey {
         kind: ClaimKind::Local,

@@ -125,33 +125,31 @@ fn check_rr(answers: &[String]) {
 /// A TCP exchange from the client to a listener on the director's own LAN
 /// address: ARP and the director's own traffic pass the XDP program.
 fn director_own_traffic_passes(s: &Setup) {
-    let listener = s
-        .t
-        .director
-        .within(|| std::net::TcpListener::bind((DIRECTOR_LAN, 7070)).unwrap())
-        .unwrap();
+    let listener =
+        s.t.director
+            .within(|| std::net::TcpListener::bind((DIRECTOR_LAN, 7070)).unwrap())
+            .unwrap();
     let server = std::thread::spawn(move || {
         let (mut c, _) = listener.accept().unwrap();
         let mut b = [0u8; 4];
         c.read_exact(&mut b).unwrap();
         c.write_all(&b).unwrap();
     });
-    let echoed = s
-        .t
-        .client
-        .within(|| {
-            let mut c = std::net::TcpStream::connect_timeout(
-                &SocketAddr::from((DIRECTOR_LAN, 7070)),
-                Duration::from_secs(5),
-            )?;
-            c.set_read_timeout(Some(Duration::from_secs(5)))?;
-            c.write_all(b"ping")?;
-            let mut b = [0u8; 4];
-            c.read_exact(&mut b)?;
-            Ok::<_, std::io::Error>(b)
-        })
-        .unwrap()
-        .expect("the director's own listener answers");
+    let echoed =
+        s.t.client
+            .within(|| {
+                let mut c = std::net::TcpStream::connect_timeout(
+                    &SocketAddr::from((DIRECTOR_LAN, 7070)),
+                    Duration::from_secs(5),
+                )?;
+                c.set_read_timeout(Some(Duration::from_secs(5)))?;
+                c.write_all(b"ping")?;
+                let mut b = [0u8; 4];
+                c.read_exact(&mut b)?;
+                Ok::<_, std::io::Error>(b)
+            })
+            .unwrap()
+            .expect("the director's own listener answers");
     assert_eq!(&echoed, b"ping");
     server.join().unwrap();
 }
@@ -199,7 +197,10 @@ fn af_xdp_direct_routing_round_robin_and_other_traffic_passes() {
     s.dp.stop();
     let tables = s.t.director.exec("nft", &["list", "tables"]).unwrap();
     assert!(!tables.contains("rvs_"), "{tables}");
-    let xdp = s.t.director.exec("ip", &["link", "show", DIRECTOR_LAN_IF]).unwrap();
+    let xdp =
+        s.t.director
+            .exec("ip", &["link", "show", DIRECTOR_LAN_IF])
+            .unwrap();
     assert!(!xdp.contains("xdp"), "the program is detached: {xdp}");
 }
 

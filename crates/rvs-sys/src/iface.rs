@@ -145,10 +145,7 @@ mod tests {
     #[test]
     fn loopback_addresses_are_local() {
         let a = local_addresses().unwrap();
-        assert!(
-            a.contains(&std::net::IpAddr::from([127, 0, 0, 1])),
-            "{a:?}"
-        );
+        assert!(a.contains(&std::net::IpAddr::from([127, 0, 0, 1])), "{a:?}");
     }
 
     use super::*;
