@@ -38,6 +38,11 @@ impl Drop for Setup {
 }
 
 fn setup(tag: &str, rules: &[&str]) -> Setup {
+    setup_on(tag, rules, "0.0.0.0:80")
+}
+
+/// [`setup`] with the real servers' HTTP backends listening on `listen`.
+fn setup_on(tag: &str, rules: &[&str], listen: &str) -> Setup {
     assert!(
         rvs_testkit::have("ethtool"),
         "ethtool is needed (apt-get install ethtool)"
@@ -57,7 +62,7 @@ fn setup(tag: &str, rules: &[&str]) -> Setup {
         .iter()
         .enumerate()
         .map(|(i, rs)| {
-            HttpBackend::start(&rs.ns, &format!("rs{i}"), "0.0.0.0:80".parse().unwrap()).unwrap()
+            HttpBackend::start(&rs.ns, &format!("rs{i}"), listen.parse().unwrap()).unwrap()
         })
         .collect();
     let instance = format!("{tag}{}", std::process::id());
@@ -96,9 +101,13 @@ fn setup(tag: &str, rules: &[&str]) -> Setup {
 }
 
 fn requests(s: &Setup, port: u16, n: usize) -> Vec<String> {
+    requests_to(s, vip(port), n)
+}
+
+fn requests_to(s: &Setup, to: SocketAddr, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
-            http_get(&s.t.client, vip(port), Duration::from_secs(5))
+            http_get(&s.t.client, to, Duration::from_secs(5))
                 .unwrap_or_else(|e| panic!("request {i}: {e}; counters {:?}", s.dp.counters()))
         })
         .collect()
@@ -106,9 +115,13 @@ fn requests(s: &Setup, port: u16, n: usize) -> Vec<String> {
 
 /// Exact round robin: the two servers alternate, each saw the client.
 fn check_rr(answers: &[String]) {
+    check_rr_from(answers, CLIENT.into());
+}
+
+fn check_rr_from(answers: &[String], client: IpAddr) {
     for a in answers {
         assert!(
-            a.ends_with(&format!(" {CLIENT}\n")),
+            a.ends_with(&format!(" {client}\n")),
             "the server saw the client: {a:?}"
         );
     }
@@ -236,4 +249,33 @@ fn af_xdp_nat_round_robin_and_the_directors_own_server_traffic_passes() {
     .expect("the director reaches a masq server itself");
     assert!(direct.starts_with("rs0 "), "{direct:?}");
     director_own_traffic_passes(&s);
+}
+
+#[test]
+fn af_xdp_ipv6_direct_routing_and_nat_round_robin() {
+    if !root_or_skip("AF_XDP IPv6 DR and NAT") {
+        return;
+    }
+    let s = setup_on(
+        "xv6",
+        &[
+            "-A -t [2001:db8:ffff::10]:80 -s rr",
+            "-a -t [2001:db8:ffff::10]:80 -r [2001:db8::21]:80 -g",
+            "-a -t [2001:db8:ffff::10]:80 -r [2001:db8::22]:80 -g",
+            "-A -t [2001:db8:ffff::10]:8080 -s rr",
+            "-a -t [2001:db8:ffff::10]:8080 -r [2001:db8:1::21]:80 -m",
+            "-a -t [2001:db8:ffff::10]:8080 -r [2001:db8:1::22]:80 -m",
+        ],
+        "[::]:80",
+    );
+    let dr = requests_to(&s, rvs_testkit::vip6(80), 6);
+    check_rr_from(&dr, rvs_testkit::CLIENT6.into());
+    let nat = requests_to(&s, rvs_testkit::vip6(8080), 6);
+    check_rr_from(&nat, rvs_testkit::CLIENT6.into());
+    let c = s.dp.counters();
+    assert!(
+        c.forward.forwarded_out >= 6 * 2,
+        "NAT replies went through the director: {c:?}"
+    );
+    assert_eq!(c.tx_errors, 0, "{c:?}");
 }
