@@ -13,6 +13,12 @@
 //! (a frame for another interface is copied to that interface's ring), and
 //! flushes every transmit ring once per batch.
 //!
+//! That is the default backend, [`Backend::AfPacket`]. With the `xdp`
+//! cargo feature, [`Backend::AfXdp`] runs the same forwarding over AF_XDP
+//! sockets instead: an XDP program redirects to them only the frames the
+//! data plane owns, and the kernel keeps the rest (see the `xdp` module).
+//! Both backends share the per-frame forwarding (`forward_one!`).
+//!
 //! Around the workers:
 //! - [`claim`]: an nftables table that keeps the kernel from answering or
 //!   forwarding what the data plane handles (created at start, rewritten
