@@ -37,6 +37,13 @@
 # LABEL (a line put above the tables, e.g. that the machine was busy),
 # PERF_RAW=1 (profile rvsd with `perf record` during the raw rate; the
 # report goes to target/bench-packet/raw-RUN.profile.txt).
+# XDP=1 builds rvsd with `--features xdp` and adds the peers `dr_xdp` and
+# `nat_xdp`: rvs DR and NAT through the AF_XDP backend (`--backend af_xdp`,
+# one worker: a veth has one receive queue; generic XDP, copy mode).
+# ONLY="PEER ..." measures only those peers (of direct nft nat dr tun
+# dr_xdp nat_xdp, and `raw` for the raw rate), e.g. ONLY="nft dr_xdp" for a
+# quick check; such a partial run prints its table but leaves
+# bench/RESULTS.md alone.
 #
 # Writes the medians and ratios into bench/RESULTS.md between
 # `<!-- packet-bench:start -->` and `<!-- packet-bench:end -->`, and the raw
@@ -53,6 +60,8 @@ UDP_STEP=${UDP_STEP:-2}
 RAW_COUNT=${RAW_COUNT:-30000000}
 RAW_FLOWS=${RAW_FLOWS:-64}
 LABEL=${LABEL:-}
+XDP=${XDP:-0}
+ONLY=${ONLY:-}
 OUT=target/bench-packet
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -67,7 +76,11 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo build --release --locked -q -p rvsd --bin rvsd
+if [ "$XDP" = 1 ]; then
+  cargo build --release --locked -q -p rvsd --bin rvsd --features xdp
+else
+  cargo build --release --locked -q -p rvsd --bin rvsd
+fi
 cargo build --release --locked -q -p rvs-testkit --example tun_decap --example frame_gen
 TARGET=${CARGO_TARGET_DIR:-$(pwd)/target}
 RVSD=$TARGET/release/rvsd
@@ -254,11 +267,14 @@ cat > "$WORK/rvs.rules" <<'EOF'
 -a -u 203.0.113.12:5212 -r 192.0.2.22:5212 -i
 EOF
 RVSD_PID=
-rvs_up() {
+rvs_up() { # [BACKEND]
+  local backend=${1:-af_packet} workers=$WORKERS
+  # AF_XDP: one worker per receive queue, and a veth has one.
+  [ "$backend" = af_xdp ] && workers=1
   # Started directly (not through a function of the shell) so that $! is
   # rvsd itself.
-  ip netns exec "$DIR" "$RVSD" --dataplane packet --interface eth0,eth1 --workers "$WORKERS" \
-    --rules "$WORK/rvs.rules" --control "$WORK/rvsd.sock" --metrics 127.0.0.1:9180 \
+  ip netns exec "$DIR" "$RVSD" --dataplane packet --interface eth0,eth1 --workers "$workers" \
+    --backend "$backend" --rules "$WORK/rvs.rules" --control "$WORK/rvsd.sock" --metrics 127.0.0.1:9180 \
     >> "$OUT/rvsd.log" 2>&1 &
   RVSD_PID=$!
   PIDS+=("$RVSD_PID")
@@ -280,8 +296,9 @@ decap_up() {
 }
 decap_down() { for p in "${DECAP_PIDS[@]}"; do stop_pid "$p"; done; }
 
-declare -A HOST=([direct]=192.0.2.21 [dr]=203.0.113.10 [nat]=203.0.113.11 [tun]=203.0.113.12 [nft]=203.0.113.13)
-declare -A PERF=([direct]=5201 [dr]=5210 [nat]=5220 [tun]=5212 [nft]=5220)
+declare -A HOST=([direct]=192.0.2.21 [dr]=203.0.113.10 [nat]=203.0.113.11 [tun]=203.0.113.12 [nft]=203.0.113.13
+  [dr_xdp]=203.0.113.10 [nat_xdp]=203.0.113.11)
+declare -A PERF=([direct]=5201 [dr]=5210 [nat]=5220 [tun]=5212 [nft]=5220 [dr_xdp]=5210 [nat_xdp]=5220)
 
 # ---- measurements -----------------------------------------------------------
 BOUND=$((DUR + 30))
@@ -376,19 +393,41 @@ PY
 : > "$OUT/raw.tsv"
 : > "$OUT/rvsd.log"
 PEERS=(direct nft nat dr tun)
+[ "$XDP" = 1 ] && PEERS+=(dr_xdp nat_xdp)
+want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+if [ -n "$ONLY" ]; then
+  for p in $ONLY; do
+    [[ " ${PEERS[*]} raw " == *" $p "* ]] || { echo "ONLY: unknown peer $p (XDP=1 for dr_xdp nat_xdp)" >&2; exit 1; }
+  done
+  sel=()
+  for p in "${PEERS[@]}"; do want "$p" && sel+=("$p"); done
+  PEERS=("${sel[@]}")
+fi
 for run in $(seq "$RUNS"); do
-  measure direct "$run"
-  nft_up
-  measure nft "$run"
-  nft_down
-  rvs_up
-  measure nat "$run"
-  measure dr "$run"
-  decap_up
-  measure tun "$run"
-  decap_down
-  raw_rate "$run"
-  rvs_down
+  if want direct; then measure direct "$run"; fi
+  if want nft; then
+    nft_up
+    measure nft "$run"
+    nft_down
+  fi
+  if want nat || want dr || want tun || want raw; then
+    rvs_up
+    if want nat; then measure nat "$run"; fi
+    if want dr; then measure dr "$run"; fi
+    if want tun; then
+      decap_up
+      measure tun "$run"
+      decap_down
+    fi
+    if want raw; then raw_rate "$run"; fi
+    rvs_down
+  fi
+  if [ "$XDP" = 1 ] && { want dr_xdp || want nat_xdp; }; then
+    rvs_up af_xdp
+    if want nat_xdp; then measure nat_xdp "$run"; fi
+    if want dr_xdp; then measure dr_xdp "$run"; fi
+    rvs_down
+  fi
   python3 - "$run" "$OUT" "$UDP_RATES" "${PEERS[@]}" >> "$OUT/raw.tsv" <<'PY'
 import json, re, sys
 run, out, rates, peers = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4:]
@@ -453,15 +492,17 @@ if label:
     print(f"**{label}**\n")
 print(f"Command: `{env} bash bench/packet.sh` ({now}). wrk -t1 -c{conns} (and -c1 for the one-connection latency) with a 128-byte file from nginx on two real servers; "
       f"iperf3 single stream through a source hash (`sh`, nftables `jhash ip saddr`); UDP: iperf3 -u -l 64 offered at "
-      f"{', '.join(rates.split())} packets/s, {step} s a step. rvsd `--dataplane packet --interface eth0,eth1 --workers {workers}` (AF_PACKET, TPACKET_V3).")
+      f"{', '.join(rates.split())} packets/s, {step} s a step. rvsd `--dataplane packet --interface eth0,eth1 --workers {workers}` (AF_PACKET, TPACKET_V2 frame rings)"
+      + ("; the AF_XDP rows: `--backend af_xdp --workers 1` (rvsd built with `--features xdp`; generic XDP, AF_XDP copy mode, one worker as a veth has one receive queue)." if any(p in data for p in ("dr_xdp", "nat_xdp")) else "."))
 print(f"Machine: {subprocess.getoutput('nproc')} cores, {cpu}, kernel {kernel}; client, director and real servers share the cores. "
       f"Veth offloads: `tso gso gro tx` **off** on every veth end, for every peer. Medians of {runs} run(s).\n")
 names = {"direct": "direct to one real server", "nft": "nftables DNAT `numgen inc mod 2`",
-         "nat": "rvs NAT", "dr": "rvs DR", "tun": "rvs TUN (userspace decapsulator)"}
+         "nat": "rvs NAT", "dr": "rvs DR", "tun": "rvs TUN (userspace decapsulator)",
+         "dr_xdp": "rvs DR (AF_XDP)", "nat_xdp": "rvs NAT (AF_XDP)"}
 print("| path | keep-alive req/s | p50 ms | p99 ms | new conn/request req/s | p50 ms | p99 ms | one connection: req/s | p50 ms | iperf3 Gbit/s | UDP 64 B: highest rate ≤ 0.1 % loss, pkt/s | at the top rate offered: received pkt/s (loss) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 errs = []
-for p in ["direct", "nft", "nat", "dr", "tun"]:
+for p in ["direct", "nft", "nat", "dr", "tun", "dr_xdp", "nat_xdp"]:
     if p not in data: continue
     e = sum(x[3] + x[7] + x[16] for x in data[p])
     if e: errs.append(f"{names[p]}: {e:.0f} wrk errors")
@@ -473,7 +514,7 @@ def ratio(a, b, i):
     return f"{med(a,i)/d:.2f}" if d else "—"
 print("\n| ratio | keep-alive req/s | keep-alive p99 | new conn req/s | new conn p99 | one connection req/s | iperf3 | UDP zero-loss rate | UDP received at top rate |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for p in ["dr", "nat", "tun"]:
+for p in ["dr", "nat", "tun", "dr_xdp", "nat_xdp"]:
     if p not in data or "nft" not in data: continue
     print(f"| {names[p]} / nftables | {ratio(p,'nft',0)} | {ratio(p,'nft',2)} | {ratio(p,'nft',4)} | {ratio(p,'nft',6)} | {ratio(p,'nft',13)} | {ratio(p,'nft',8)} | {ratio(p,'nft',9)} | {ratio(p,'nft',11)} |")
 if raw:
@@ -491,5 +532,9 @@ if raw:
     per_cpu = tx / cpu if cpu else 0
     print(f"| {sent/secs:,.0f} | {drx/secs:,.0f} | {rx/secs:,.0f} | {tx/secs:,.0f} | {got/secs:,.0f} | {loss:.1f} % | {rxfull:,.0f} | {txfull:,.0f} | {busy:.0f} % ({ucpu/secs*100:.0f} + {kcpu/secs*100:.0f}) | {per_cpu:,.0f} | {tx/ucpu if ucpu else 0:,.0f} |")
 PY
-write_results_section packet-bench "The packet data plane against nftables" <"$OUT/section.md"
+if [ -z "$ONLY" ]; then
+  write_results_section packet-bench "The packet data plane against nftables" <"$OUT/section.md"
+else
+  echo "ONLY=$ONLY: a partial run; bench/RESULTS.md left alone" >&2
+fi
 cat "$OUT/section.md"

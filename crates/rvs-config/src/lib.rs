@@ -45,7 +45,7 @@ pub use health::{
 };
 pub use settings::{
     ControlSettings, DataplaneMode, DataplaneSettings, DirectorSettings, MetricsSettings,
-    ProxySettings, TimeoutSettings, check_interface_name,
+    PacketBackend, ProxySettings, TimeoutSettings, check_interface_name,
 };
 pub use spec::{Path, PathSeg, ProxyProtocol, ServerSpec, ServiceSpec, SpecError};
 

@@ -247,8 +247,26 @@ pub enum DataplaneMode {
     Packet,
 }
 
+/// How the packet data plane gets frames in and out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PacketBackend {
+    /// AF_PACKET sockets with memory-mapped rings (default).
+    #[default]
+    AfPacket,
+    /// AF_XDP sockets behind an XDP program (rvsd built with the `xdp`
+    /// cargo feature).
+    AfXdp,
+}
+
+impl PacketBackend {
+    fn is_default(&self) -> bool {
+        *self == PacketBackend::AfPacket
+    }
+}
+
 /// `[dataplane]`: which data plane runs the services, and the packet data
-/// plane's interfaces and workers.
+/// plane's interfaces, workers and backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneSettings {
@@ -257,8 +275,13 @@ pub struct DataplaneSettings {
     /// Interfaces of the packet data plane (required for `packet`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<String>,
-    /// Packet worker threads; 0 (the default) means one per CPU.
+    /// Packet worker threads; 0 (the default) means one per CPU (with
+    /// `af_xdp`: receive queues served, 0 meaning one).
     pub workers: usize,
+    /// `af_packet` (default) or `af_xdp`; used by the packet data plane
+    /// only.
+    #[serde(skip_serializing_if = "PacketBackend::is_default")]
+    pub backend: PacketBackend,
 }
 
 impl DataplaneSettings {

@@ -486,3 +486,28 @@ fn dataplane_table() {
     );
     refused("[dataplane]\nqueues = 2\n", 2, 1, "unknown field `queues`");
 }
+
+#[test]
+fn dataplane_backend() {
+    use rvs_config::PacketBackend;
+    let cfg = parse(
+        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.dataplane.backend, PacketBackend::AfPacket);
+    let cfg = parse(
+        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\"]\nbackend = \"af_xdp\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.dataplane.backend, PacketBackend::AfXdp);
+    let again = parse(&toml::to_string(&cfg.to_file()).unwrap(), "t.toml").unwrap();
+    assert_eq!(again.dataplane, cfg.dataplane);
+    refused(
+        "[dataplane]\nbackend = \"xdp\"\n",
+        2,
+        11,
+        "unknown variant `xdp`",
+    );
+}

@@ -17,6 +17,10 @@
 //! its count and by 60 s. Client, director and servers share this
 //! machine's CPUs, so only ratios within one run mean anything.
 //!
+//! `RVS_BENCH_BACKEND=af_packet` (default), `af_xdp` or `both` chooses the
+//! data plane's backend (`af_xdp` and `both` need `--features xdp`; `both`
+//! measures AF_PACKET then AF_XDP in every round, and the AF_XDP data
+//! plane runs one worker, as a veth has one receive queue).
 //! `RVS_BENCH_RX=blocks` runs the data plane on TPACKET_V3 block rings
 //! instead of the default TPACKET_V2 frame rings; `RVS_BENCH_TX=ring` or
 //! `copy` chooses how the data plane sends; `RVS_BENCH_BUSY_POLL_US=N` sets
@@ -26,7 +30,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rvs_api::Control;
-use rvs_dataplane::{Dataplane, DataplaneConfig};
+use rvs_dataplane::{Backend as PacketBackend, Dataplane, DataplaneConfig};
 use rvs_sys::packet::{RingConfig, RxLayout, TxMode};
 use rvs_testkit::{
     Backend, DIRECTOR_LAN_IF, DIRECTOR_PRIVATE_IF, Topology, TopologySpec, http_get, vip,
@@ -133,12 +137,25 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let backends: Vec<PacketBackend> = match std::env::var("RVS_BENCH_BACKEND").as_deref() {
+        Ok("af_xdp") => vec![PacketBackend::AfXdp],
+        Ok("both") => vec![PacketBackend::AfPacket, PacketBackend::AfXdp],
+        Ok("af_packet") | Err(_) => vec![PacketBackend::AfPacket],
+        Ok(other) => panic!("RVS_BENCH_BACKEND={other}: use af_packet, af_xdp or both"),
+    };
+    if let Some(b) = backends.iter().find(|b| !b.available()) {
+        eprintln!(
+            "packet_bench: the {} backend needs --features xdp",
+            b.name()
+        );
+        std::process::exit(2);
+    }
     let direct = SocketAddr::new(t.servers[0].lan.into(), 80);
     println!("data plane busy poll: {busy_poll_us} us");
     println!(
         "new connection per request, {n} requests per path and round, {rounds} round(s), {workers} worker(s), {rx_layout:?}/{tx_mode:?} rings"
     );
-    let mut ratios: Vec<[f64; 4]> = Vec::new();
+    let mut ratios: Vec<Vec<[f64; 4]>> = vec![Vec::new(); backends.len()];
     for round in 1..=rounds {
         println!("round {round}");
         // The kernel paths run while the data plane is stopped, so that
@@ -147,64 +164,79 @@ fn main() {
         report("direct", d);
         let k = rate(&t, vip(9090), n);
         report("nftNAT", k);
-        let dp = t
-            .director
-            .within(move || {
-                Dataplane::start(DataplaneConfig {
-                    interfaces: vec![DIRECTOR_LAN_IF.into(), DIRECTOR_PRIVATE_IF.into()],
-                    workers,
-                    rings: RingConfig {
-                        rx_layout,
-                        tx_mode,
-                        ..RingConfig::default()
-                    },
-                    instance: format!("bench{}", std::process::id()),
-                    busy_poll_us,
-                    ..DataplaneConfig::default()
+        for (bi, &backend) in backends.iter().enumerate() {
+            let workers = match backend {
+                PacketBackend::AfPacket => workers,
+                PacketBackend::AfXdp => 1,
+            };
+            let dp = t
+                .director
+                .within(move || {
+                    Dataplane::start(DataplaneConfig {
+                        backend,
+                        interfaces: vec![DIRECTOR_LAN_IF.into(), DIRECTOR_PRIVATE_IF.into()],
+                        workers,
+                        rings: RingConfig {
+                            rx_layout,
+                            tx_mode,
+                            ..RingConfig::default()
+                        },
+                        instance: format!("bench{}", std::process::id()),
+                        busy_poll_us,
+                        ..DataplaneConfig::default()
+                    })
                 })
-            })
-            .unwrap()
+                .unwrap()
+                .unwrap();
+            dp.apply(&[
+                cmd("-A -t 203.0.113.10:80 -s rr"),
+                cmd("-a -t 203.0.113.10:80 -r 192.0.2.21"),
+                cmd("-a -t 203.0.113.10:80 -r 192.0.2.22"),
+                cmd("-A -t 203.0.113.10:8080 -s rr"),
+                cmd("-a -t 203.0.113.10:8080 -r 198.51.100.21:80 -m"),
+                cmd("-a -t 203.0.113.10:8080 -r 198.51.100.22:80 -m"),
+            ])
             .unwrap();
-        dp.apply(&[
-            cmd("-A -t 203.0.113.10:80 -s rr"),
-            cmd("-a -t 203.0.113.10:80 -r 192.0.2.21"),
-            cmd("-a -t 203.0.113.10:80 -r 192.0.2.22"),
-            cmd("-A -t 203.0.113.10:8080 -s rr"),
-            cmd("-a -t 203.0.113.10:8080 -r 198.51.100.21:80 -m"),
-            cmd("-a -t 203.0.113.10:8080 -r 198.51.100.22:80 -m"),
-        ])
-        .unwrap();
-        // Warm the neighbour table and the connection paths.
-        for port in [80, 8080] {
-            for _ in 0..4 {
-                let _ = http_get(&t.client, vip(port), Duration::from_secs(5));
+            // Warm the neighbour table and the connection paths.
+            for port in [80, 8080] {
+                for _ in 0..4 {
+                    let _ = http_get(&t.client, vip(port), Duration::from_secs(5));
+                }
             }
+            let tag = match backend {
+                PacketBackend::AfPacket => "",
+                PacketBackend::AfXdp => "/xdp",
+            };
+            let dr = rate(&t, vip(80), n);
+            report(&format!("DR{tag}"), dr);
+            let nat = rate(&t, vip(8080), n);
+            report(&format!("NAT{tag}"), nat);
+            let c = dp.counters();
+            println!(
+                "  {} data plane ({workers} worker(s)): rx {} tx {} ring drops {} forward drops {}",
+                backend.name(),
+                c.rx_frames,
+                c.tx_frames,
+                c.ring_drops,
+                c.forward.dropped_total()
+            );
+            dp.stop();
+            ratios[bi].push([dr.0 / k.0, nat.0 / k.0, dr.3 / k.3, nat.3 / k.3]);
         }
-        let dr = rate(&t, vip(80), n);
-        report("DR", dr);
-        let nat = rate(&t, vip(8080), n);
-        report("NAT", nat);
-        let c = dp.counters();
-        println!(
-            "  data plane: rx {} tx {} ring drops {} forward drops {}",
-            c.rx_frames,
-            c.tx_frames,
-            c.ring_drops,
-            c.forward.dropped_total()
-        );
-        dp.stop();
-        ratios.push([dr.0 / k.0, nat.0 / k.0, dr.3 / k.3, nat.3 / k.3]);
     }
-    let median = |i: usize| {
-        let mut v: Vec<f64> = ratios.iter().map(|r| r[i]).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    println!(
-        "median over rounds: DR/nftNAT req/s {:.2}  NAT/nftNAT req/s {:.2}  DR/nftNAT p99 {:.2}  NAT/nftNAT p99 {:.2}",
-        median(0),
-        median(1),
-        median(2),
-        median(3)
-    );
+    for (bi, backend) in backends.iter().enumerate() {
+        let median = |i: usize| {
+            let mut v: Vec<f64> = ratios[bi].iter().map(|r| r[i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "{}: median over rounds: DR/nftNAT req/s {:.2}  NAT/nftNAT req/s {:.2}  DR/nftNAT p99 {:.2}  NAT/nftNAT p99 {:.2}",
+            backend.name(),
+            median(0),
+            median(1),
+            median(2),
+            median(3)
+        );
+    }
 }

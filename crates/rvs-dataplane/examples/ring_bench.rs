@@ -15,12 +15,13 @@
 //! figure that does not depend on how busy the machine's other cores are,
 //! though the kernel's work on the generator's side is not in it.
 //! `RVS_BENCH_RX=blocks` and `RVS_BENCH_TX=ring|copy` choose the worker's
-//! ring layout and transmit mode.
+//! ring layout and transmit mode; `RVS_BENCH_BACKEND=af_xdp` runs the
+//! worker on the AF_XDP backend instead (needs `--features xdp`).
 
 use std::time::{Duration, Instant};
 
 use rvs_api::Control;
-use rvs_dataplane::{Dataplane, DataplaneConfig};
+use rvs_dataplane::{Backend, Dataplane, DataplaneConfig};
 use rvs_sys::packet::{PacketSocket, RingConfig, RxLayout, TxMode};
 use rvs_testkit::{CLIENT, DIRECTOR_LAN_IF, Topology, TopologySpec, VIP};
 
@@ -125,10 +126,27 @@ fn main() {
         Ok("ring") => TxMode::Ring,
         _ => RingConfig::default().tx_mode,
     };
+    let backend = match std::env::var("RVS_BENCH_BACKEND").as_deref() {
+        Ok("af_xdp") => Backend::AfXdp,
+        Ok("af_packet") | Err(_) => Backend::AfPacket,
+        Ok(other) => panic!("RVS_BENCH_BACKEND={other}: use af_packet or af_xdp"),
+    };
+    if !backend.available() {
+        eprintln!(
+            "ring_bench: the {} backend needs --features xdp",
+            backend.name()
+        );
+        std::process::exit(2);
+    }
+    let worker_thread = match backend {
+        Backend::AfPacket => "rvs-packet-0",
+        Backend::AfXdp => "rvs-xdp-0",
+    };
     let dp = t
         .director
         .within(move || {
             Dataplane::start(DataplaneConfig {
+                backend,
                 interfaces: vec![DIRECTOR_LAN_IF.into()],
                 workers: 1,
                 rings: RingConfig {
@@ -172,7 +190,7 @@ fn main() {
         })
         .unwrap();
     let before = dp.counters();
-    let cpu0 = thread_cpu("rvs-packet-0").expect("worker thread");
+    let cpu0 = thread_cpu(worker_thread).expect("worker thread");
     let start = Instant::now();
     let sent = t
         .client
@@ -207,11 +225,15 @@ fn main() {
     // Let the worker drain its ring.
     std::thread::sleep(Duration::from_millis(200));
     let wall = start.elapsed().as_secs_f64();
-    let cpu = thread_cpu("rvs-packet-0").expect("worker thread") - cpu0;
+    let cpu = thread_cpu(worker_thread).expect("worker thread") - cpu0;
     let after = dp.counters();
     let fwd = after.forward.forwarded_in - before.forward.forwarded_in;
+    let label = match backend {
+        Backend::AfPacket => format!("af_packet {rx_layout:?}/{tx_mode:?} rings"),
+        Backend::AfXdp => "af_xdp (copy mode, generic XDP)".to_string(),
+    };
     println!(
-        "{rx_layout:?}/{tx_mode:?} rings: sent {sent}, forwarded {fwd}, ring drops {}, in {wall:.2} s; worker CPU {cpu:.2} s",
+        "{label}: sent {sent}, forwarded {fwd}, ring drops {}, in {wall:.2} s; worker CPU {cpu:.2} s",
         after.ring_drops - before.ring_drops
     );
     println!(

@@ -10,7 +10,9 @@
 //! - packets to each service's VIP and port (the whole address for a
 //!   port-zero service), and
 //! - for masq servers, packets from the server's address and port (the
-//!   replies the data plane translates).
+//!   replies the data plane translates), unless they are addressed to the
+//!   director itself (`fib daddr type != local`): those are the director's
+//!   own conversations with the server, such as health checks.
 //!
 //! An `ETH_P_ALL` packet socket still sees these frames: its tap runs
 //! before netfilter. ARP, ND, and all other traffic (SSH, the control API)
@@ -126,6 +128,12 @@ fn rule(out: &mut String, ifs: &str, e: &Endpoint, dir: &str) {
     );
     if e.port != 0 {
         let _ = write!(out, " th {port_key} {}", e.port);
+    }
+    if dir != "d" {
+        // A masq server's packets to the director itself are the
+        // director's own conversations (health checks), not replies to
+        // translate.
+        out.push_str(" fib daddr type != local");
     }
     out.push_str(" drop\n");
 }
@@ -276,8 +284,8 @@ table inet rvs_a_b_c {\n\
 \t\ttype filter hook prerouting priority raw - 10; policy accept;\n\
 \t\tiifname { \"eth0\", \"eth1\" } meta l4proto tcp ip daddr 203.0.113.10 th dport 80 drop\n\
 \t\tiifname { \"eth0\", \"eth1\" } meta l4proto udp ip6 daddr 2001:db8::10 drop\n\
-\t\tiifname { \"eth0\", \"eth1\" } meta l4proto tcp ip saddr 198.51.100.2 th sport 8080 drop\n\
-\t\tiifname { \"eth0\", \"eth1\" } meta l4proto udp ip6 saddr 2001:db8:1::2 drop\n\
+\t\tiifname { \"eth0\", \"eth1\" } meta l4proto tcp ip saddr 198.51.100.2 th sport 8080 fib daddr type != local drop\n\
+\t\tiifname { \"eth0\", \"eth1\" } meta l4proto udp ip6 saddr 2001:db8:1::2 fib daddr type != local drop\n\
 \t}\n\
 }\n";
         assert_eq!(got, want);

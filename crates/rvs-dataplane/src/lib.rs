@@ -13,6 +13,12 @@
 //! (a frame for another interface is copied to that interface's ring), and
 //! flushes every transmit ring once per batch.
 //!
+//! That is the default backend, [`Backend::AfPacket`]. With the `xdp`
+//! cargo feature, [`Backend::AfXdp`] runs the same forwarding over AF_XDP
+//! sockets instead: an XDP program redirects to them only the frames the
+//! data plane owns, and the kernel keeps the rest (see the `xdp` module).
+//! Both backends share the per-frame forwarding (`forward_one!`).
+//!
 //! Around the workers:
 //! - [`claim`]: an nftables table that keeps the kernel from answering or
 //!   forwarding what the data plane handles (created at start, rewritten
@@ -53,6 +59,8 @@
 
 pub mod claim;
 pub mod neigh;
+#[cfg(feature = "xdp")]
+pub mod xdp;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -77,12 +85,48 @@ pub fn now_ms() -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// How frames get in and out of the data plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// AF_PACKET sockets with memory-mapped rings (the default): receive
+    /// copies of every frame, with the nftables claim silencing the
+    /// kernel.
+    #[default]
+    AfPacket,
+    /// AF_XDP sockets fed by an XDP program that redirects only the data
+    /// plane's frames (needs the `xdp` cargo feature; see [`xdp`] when
+    /// built with it).
+    AfXdp,
+}
+
+impl Backend {
+    /// The name used on the command line and in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::AfPacket => "af_packet",
+            Backend::AfXdp => "af_xdp",
+        }
+    }
+
+    /// Whether this build has the backend.
+    pub fn available(self) -> bool {
+        match self {
+            Backend::AfPacket => true,
+            Backend::AfXdp => cfg!(feature = "xdp"),
+        }
+    }
+}
+
 /// How a [`Dataplane`] runs.
 #[derive(Debug, Clone)]
 pub struct DataplaneConfig {
+    /// How frames get in and out.
+    pub backend: Backend,
     /// Interfaces to receive and send on.
     pub interfaces: Vec<String>,
-    /// Worker threads (0: one per CPU).
+    /// Worker threads (0: one per CPU). With [`Backend::AfXdp`], worker `i`
+    /// serves receive queue `i` of every interface, so this is the number
+    /// of queues served (0: one; a veth has one queue).
     pub workers: usize,
     /// Names the nftables table (`rvs_<instance>`).
     pub instance: String,
@@ -90,8 +134,12 @@ pub struct DataplaneConfig {
     pub forwarder: ForwarderConfig,
     /// Initial `--set` timeouts.
     pub timeouts: Timeouts,
-    /// Ring sizes of every socket.
+    /// Ring sizes of every socket ([`Backend::AfPacket`]).
     pub rings: RingConfig,
+    /// UMEM chunk size and ring entries of every AF_XDP socket
+    /// ([`Backend::AfXdp`]).
+    #[cfg(feature = "xdp")]
+    pub xsk: rvs_sys::xsk::XskConfig,
     /// Install the nftables claim (off only for tests that check what the
     /// kernel does without it).
     pub claim: bool,
@@ -106,12 +154,15 @@ pub struct DataplaneConfig {
 impl Default for DataplaneConfig {
     fn default() -> Self {
         DataplaneConfig {
+            backend: Backend::AfPacket,
             interfaces: Vec::new(),
             workers: 0,
             instance: format!("{}", std::process::id()),
             forwarder: ForwarderConfig::default(),
             timeouts: Timeouts::default(),
             rings: RingConfig::default(),
+            #[cfg(feature = "xdp")]
+            xsk: rvs_sys::xsk::XskConfig::default(),
             claim: true,
             busy_poll_us: 0,
         }
@@ -172,6 +223,9 @@ struct Inner {
     control: DirectorControl<Shard>,
     neigh: NeighbourTable,
     claim: Mutex<Option<ClaimKeeper>>,
+    /// The XDP programs and their claim map ([`Backend::AfXdp`]).
+    #[cfg(feature = "xdp")]
+    xdp: Option<Mutex<xdp::XdpState>>,
     interfaces: Vec<String>,
     io: IoCounters,
     stop: AtomicBool,
@@ -207,22 +261,52 @@ impl Dataplane {
             .iter()
             .map(|i| Port::lookup(i))
             .collect::<io::Result<Vec<_>>>()?;
+        if !cfg.backend.available() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "the {} backend is not in this build: rebuild with the `xdp` cargo feature \
+                     (cargo build --release -p rvsd --features xdp)",
+                    cfg.backend.name()
+                ),
+            ));
+        }
         let workers = if cfg.workers == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            match cfg.backend {
+                Backend::AfPacket => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                // One per receive queue served; a veth has one.
+                Backend::AfXdp => 1,
+            }
         } else {
             cfg.workers
         };
         // Every socket is opened before anything runs: a failure leaves
         // nothing behind.
         let mut sockets = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let mut mine = Vec::with_capacity(ports.len());
-            for p in &ports {
-                let s = PacketSocket::open(p.index, &cfg.rings)?;
-                s.join_fanout(fanout_group(p.index), FanoutMode::Hash)?;
-                mine.push(s);
+        #[cfg(feature = "xdp")]
+        let mut xdp_sockets = Vec::new();
+        #[cfg(feature = "xdp")]
+        let mut xdp_state = None;
+        match cfg.backend {
+            Backend::AfPacket => {
+                for _ in 0..workers {
+                    let mut mine = Vec::with_capacity(ports.len());
+                    for p in &ports {
+                        let s = PacketSocket::open(p.index, &cfg.rings)?;
+                        s.join_fanout(fanout_group(p.index), FanoutMode::Hash)?;
+                        mine.push(s);
+                    }
+                    sockets.push(mine);
+                }
             }
-            sockets.push(mine);
+            #[cfg(feature = "xdp")]
+            Backend::AfXdp => {
+                let (state, socks) = xdp::XdpState::open(&ports, workers, &cfg.xsk)?;
+                xdp_state = Some(Mutex::new(state));
+                xdp_sockets = socks;
+            }
+            #[cfg(not(feature = "xdp"))]
+            Backend::AfXdp => unreachable!("refused above"),
         }
         let claim = if cfg.claim {
             Some(ClaimKeeper::start(
@@ -242,6 +326,8 @@ impl Dataplane {
             control: DirectorControl::new(Shard(fwd), now_ms),
             neigh: NeighbourTable::new(ports),
             claim: Mutex::new(claim),
+            #[cfg(feature = "xdp")]
+            xdp: xdp_state,
             interfaces: cfg.interfaces.clone(),
             io: IoCounters::default(),
             stop: AtomicBool::new(false),
@@ -257,6 +343,15 @@ impl Dataplane {
                     .spawn(move || worker(&inner, socks, busy_poll))?,
             );
         }
+        #[cfg(feature = "xdp")]
+        for (i, socks) in xdp_sockets.into_iter().enumerate() {
+            let inner = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("rvs-xdp-{i}"))
+                    .spawn(move || worker_xdp(&inner, socks, busy_poll, i == 0))?,
+            );
+        }
         let resolver = inner.clone();
         threads.push(
             std::thread::Builder::new()
@@ -267,7 +362,7 @@ impl Dataplane {
                     })
                 })?,
         );
-        tracing::info!(interfaces = ?cfg.interfaces, workers, "packet data plane running");
+        tracing::info!(interfaces = ?cfg.interfaces, workers, backend = cfg.backend.name(), "packet data plane running");
         Ok(Dataplane {
             inner,
             threads: Arc::new(Mutex::new(threads)),
@@ -288,6 +383,20 @@ impl Dataplane {
                 .unwrap_or_else(|p| p.into_inner())
                 .take(),
         );
+        #[cfg(feature = "xdp")]
+        if let Some(x) = &self.inner.xdp {
+            x.lock().unwrap_or_else(|p| p.into_inner()).detach();
+        }
+    }
+
+    /// The XDP claim map's keys ([`Backend::AfXdp`]; empty otherwise).
+    #[cfg(feature = "xdp")]
+    pub fn xdp_claims(&self) -> Vec<rvs_sys::xdp_filter::ClaimKey> {
+        self.inner
+            .xdp
+            .as_ref()
+            .map(|x| x.lock().unwrap_or_else(|p| p.into_inner()).keys())
+            .unwrap_or_default()
     }
 
     /// The counters of the forwarder and the ring I/O.
@@ -368,12 +477,25 @@ impl Dataplane {
                 self.inner.neigh.want(d.addr);
             }
         }
+        let spec = ClaimSpec::for_rules(
+            &self.inner.interfaces,
+            rules.iter().map(|(s, d)| (s, &d[..])),
+        );
+        #[cfg(feature = "xdp")]
+        if let Some(x) = &self.inner.xdp {
+            x.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_rules(spec.clone())
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot update the XDP claim map");
+                    err(
+                        500,
+                        format!("rules applied, but the XDP claim map failed: {e}"),
+                    )
+                })?;
+        }
         let claim = self.inner.claim.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = claim.as_ref() {
-            let spec = ClaimSpec::for_rules(
-                &self.inner.interfaces,
-                rules.iter().map(|(s, d)| (s, &d[..])),
-            );
             c.update(spec).map_err(|e| {
                 tracing::error!(error = %e, "cannot update the nftables claim");
                 err(
@@ -469,6 +591,64 @@ impl BatchCounts {
     }
 }
 
+/// Forwards one received frame (a macro rather than a generic function:
+/// both backends' transmit slots borrow their queue, which a generic
+/// signature cannot express without tying the borrows together): the forwarder writes the frame to send
+/// straight into a free slot of the queue the previous frame went out on
+/// (`likely`), and a frame for another interface is copied to that
+/// interface's queue.
+macro_rules! forward_one {
+    ($fwd:expr, $neigh:expr, $frame:expr, $rxm:expr, $txs:expr, $ifindexes:expr, $likely:expr, $out:expr, $now:expr, $n:expr) => {
+        'frame: {
+            let fits = $frame.len() + rvs_forward::MAX_ENCAP_OVERHEAD <= $txs[$likely].max_frame();
+            let mut slot = if fits { $txs[$likely].slot() } else { None };
+            let buf = match slot.as_mut() {
+                Some(s) => s.buf(),
+                None => &mut *$out,
+            };
+            let v = $fwd.process($frame, $rxm, buf, $neigh, $now);
+            let (iface, len) = match v {
+                Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => (iface, len),
+                Verdict::NeedNeighbour { ip, .. } => {
+                    $neigh.want(ip);
+                    break 'frame;
+                }
+                Verdict::Pass | Verdict::Drop(_) => break 'frame,
+            };
+            let Some(j) = $ifindexes.iter().position(|&x| x == iface) else {
+                break 'frame;
+            };
+            if let Some(mut s) = slot {
+                if j == $likely {
+                    s.commit(len);
+                    $n.tx_frames += 1;
+                    break 'frame;
+                }
+                // Another interface: the slot stays free, the frame
+                // is copied.
+                $out[..len].copy_from_slice(&s.buf()[..len]);
+            }
+            $likely = j;
+            let tx = &mut $txs[j];
+            if len > tx.max_frame() {
+                $n.tx_too_big += 1;
+                break 'frame;
+            }
+            let mut queued = tx.push(&$out[..len]);
+            if !queued {
+                // Full: kick what is queued and try once more.
+                let _ = tx.flush();
+                queued = tx.push(&$out[..len]);
+            }
+            if queued {
+                $n.tx_frames += 1;
+            } else {
+                $n.tx_ring_full += 1;
+            }
+        }
+    };
+}
+
 fn worker(inner: &Inner, mut socks: Vec<PacketSocket>, busy_poll: Duration) {
     let io = &inner.io;
     let ifindexes: Vec<u32> = socks.iter().map(|s| s.ifindex()).collect();
@@ -524,51 +704,18 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>, busy_poll: Duration) {
                     csum_not_ready: meta.csum_not_ready,
                     fwmark: 0,
                 };
-                let fits = frame.len() + rvs_forward::MAX_ENCAP_OVERHEAD <= txs[likely].max_frame();
-                let mut slot = if fits { txs[likely].slot() } else { None };
-                let buf = match slot.as_mut() {
-                    Some(s) => s.buf(),
-                    None => &mut out[..],
-                };
-                let v = fwd.process(frame, &rxm, buf, &inner.neigh, now);
-                let (iface, len) = match v {
-                    Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => (iface, len),
-                    Verdict::NeedNeighbour { ip, .. } => {
-                        inner.neigh.want(ip);
-                        continue;
-                    }
-                    Verdict::Pass | Verdict::Drop(_) => continue,
-                };
-                let Some(j) = ifindexes.iter().position(|&x| x == iface) else {
-                    continue;
-                };
-                if let Some(mut s) = slot {
-                    if j == likely {
-                        s.commit(len);
-                        n.tx_frames += 1;
-                        continue;
-                    }
-                    // Another interface: the slot stays free, the frame
-                    // is copied.
-                    out[..len].copy_from_slice(&s.buf()[..len]);
-                }
-                likely = j;
-                let tx = &mut txs[j];
-                if len > tx.max_frame() {
-                    n.tx_too_big += 1;
-                    continue;
-                }
-                let mut queued = tx.push(&out[..len]);
-                if !queued {
-                    // Full: kick what is queued and try once more.
-                    let _ = tx.flush();
-                    queued = tx.push(&out[..len]);
-                }
-                if queued {
-                    n.tx_frames += 1;
-                } else {
-                    n.tx_ring_full += 1;
-                }
+                forward_one!(
+                    fwd,
+                    &inner.neigh,
+                    frame,
+                    &rxm,
+                    txs,
+                    ifindexes,
+                    likely,
+                    out,
+                    now,
+                    n
+                );
             }
             drop(shard);
             drop(block);
@@ -596,6 +743,115 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>, busy_poll: Duration) {
                 if let Ok((drops, _)) = rvs_sys::packet::take_stats(*fd) {
                     io.ring_drops.fetch_add(u64::from(drops), Ordering::Relaxed);
                 }
+            }
+        }
+    }
+}
+
+/// The worker loop of [`Backend::AfXdp`]: the same forwarding as
+/// [`worker`], over AF_XDP sockets (one per interface, all on this
+/// worker's receive queue). The `keeper` also re-reads the director's
+/// addresses for the XDP claim map every second.
+#[cfg(feature = "xdp")]
+fn worker_xdp(
+    inner: &Inner,
+    mut socks: Vec<rvs_sys::xsk::XskSocket>,
+    busy_poll: Duration,
+    keeper: bool,
+) {
+    let io = &inner.io;
+    let ifindexes: Vec<u32> = socks.iter().map(|s| s.ifindex()).collect();
+    let mut rxs = Vec::with_capacity(socks.len());
+    let mut txs = Vec::with_capacity(socks.len());
+    let mut fds = Vec::with_capacity(socks.len());
+    for s in socks.iter_mut() {
+        let (rx, tx, fd) = s.split();
+        rxs.push(rx);
+        txs.push(tx);
+        fds.push(fd);
+    }
+    let mut drops_seen = vec![0u64; fds.len()];
+    let mut out = vec![0u8; 65_536 + rvs_forward::MAX_ENCAP_OVERHEAD];
+    let mut likely = 0usize;
+    let mut last_stats = Instant::now();
+    while !inner.stop.load(Ordering::Relaxed) {
+        if !busy_poll.is_zero() && !rxs.iter_mut().any(|rx| rx.ready()) {
+            let since = Instant::now();
+            while since.elapsed() < busy_poll && !rxs.iter_mut().any(|rx| rx.ready()) {
+                std::hint::spin_loop();
+            }
+        }
+        if !rxs.iter_mut().any(|rx| rx.ready())
+            && let Err(e) = rvs_sys::wait_any(&fds, Duration::from_millis(50))
+        {
+            tracing::error!(error = %e, "poll on the AF_XDP sockets failed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for i in 0..rxs.len() {
+            let Some(mut batch) = rxs[i].batch(256) else {
+                continue;
+            };
+            io.rx_blocks.fetch_add(1, Ordering::Relaxed);
+            let mut n = BatchCounts::default();
+            let now = now_ms();
+            let mut shard = inner.control.lock();
+            let fwd = &mut shard.0;
+            while let Some(frame) = batch.next() {
+                n.rx_frames += 1;
+                let rxm = RxMeta {
+                    iface: ifindexes[i],
+                    // AF_XDP does not say; offloads must be off.
+                    csum_not_ready: false,
+                    fwmark: 0,
+                };
+                forward_one!(
+                    fwd,
+                    &inner.neigh,
+                    frame,
+                    &rxm,
+                    txs,
+                    ifindexes,
+                    likely,
+                    out,
+                    now,
+                    n
+                );
+            }
+            drop(shard);
+            drop(batch);
+            n.add_to(io);
+            for tx in txs.iter_mut() {
+                if let Err(e) = tx.flush() {
+                    io.tx_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "transmit failed");
+                }
+            }
+        }
+        let now = now_ms();
+        let last = inner.last_advance.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= ADVANCE_EVERY_MS
+            && inner
+                .last_advance
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            inner.control.lock().0.advance(now);
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            for (fd, seen) in fds.iter().zip(drops_seen.iter_mut()) {
+                if let Ok(st) = rvs_sys::xsk::stats(*fd) {
+                    let total = st.rx_dropped + st.rx_ring_full;
+                    io.ring_drops
+                        .fetch_add(total.saturating_sub(*seen), Ordering::Relaxed);
+                    *seen = total;
+                }
+            }
+            if keeper
+                && let Some(x) = &inner.xdp
+                && let Err(e) = x.lock().unwrap_or_else(|p| p.into_inner()).refresh_local()
+            {
+                tracing::warn!(error = %e, "cannot refresh the director's addresses for XDP");
             }
         }
     }

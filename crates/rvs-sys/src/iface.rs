@@ -103,8 +103,51 @@ pub fn lookup(name: &str) -> io::Result<Interface> {
     })
 }
 
+/// Every IPv4 and IPv6 address of every interface in the calling thread's
+/// network namespace (`getifaddrs(3)`).
+pub fn local_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list it allocated, freed below.
+    cvt(unsafe { libc::getifaddrs(&mut head) })?;
+    let mut out = Vec::new();
+    let mut p = head;
+    while !p.is_null() {
+        // SAFETY: `p` is a node of the list getifaddrs returned, alive until
+        // freeifaddrs; `ifa_addr` is null or points to a sockaddr whose
+        // family says which struct it is.
+        unsafe {
+            let a = (*p).ifa_addr;
+            if !a.is_null() {
+                match i32::from((*a).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*a.cast::<libc::sockaddr_in>();
+                        out.push(std::net::IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*a.cast::<libc::sockaddr_in6>();
+                        out.push(std::net::IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            p = (*p).ifa_next;
+        }
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loopback_addresses_are_local() {
+        let a = local_addresses().unwrap();
+        assert!(a.contains(&std::net::IpAddr::from([127, 0, 0, 1])), "{a:?}");
+    }
+
     use super::*;
 
     #[test]

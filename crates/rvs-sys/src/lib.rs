@@ -8,7 +8,11 @@
 //! - [`iface`]: interface index, MAC address and MTU;
 //! - [`wait_readable`] and [`wait_any`]: `poll(2)` with a timeout;
 //! - [`ip6`]: IPv6 receive with hop limit and destination (recvmsg cmsgs);
-//! - [`netns`]: moving the calling thread into a named network namespace.
+//! - [`netns`]: moving the calling thread into a named network namespace;
+//! - with the `xdp` feature, [`bpf`] (raw `bpf(2)`: maps, program loading,
+//!   XDP links), [`xdp_filter`] (the hand-assembled XDP program that
+//!   redirects the data plane's frames) and [`xsk`] (AF_XDP sockets and
+//!   their UMEM rings).
 //!
 //! The rest of the workspace denies `unsafe_code`; this crate is the one
 //! place allowed to use it, and every `unsafe` block says why it is sound.
@@ -17,11 +21,17 @@
 #![allow(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "xdp")]
+pub mod bpf;
 pub mod frame;
 pub mod iface;
 pub mod ip6;
 pub mod netns;
 pub mod packet;
+#[cfg(feature = "xdp")]
+pub mod xdp_filter;
+#[cfg(feature = "xdp")]
+pub mod xsk;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};

@@ -387,6 +387,7 @@ pub(crate) fn start_sync(
 fn packet_plane(loaded: &crate::Loaded) -> Result<rvs_dataplane::Dataplane, String> {
     let cfg = &loaded.config;
     rvs_dataplane::Dataplane::start(rvs_dataplane::DataplaneConfig {
+        backend: crate::packet_backend(loaded.dataplane.backend),
         interfaces: loaded.dataplane.interfaces.clone(),
         workers: loaded.dataplane.workers,
         // One stable table name per namespace: a restart after a crash

@@ -5,6 +5,7 @@
 //! ```text
 //! rvsd [--config FILE] [--rules FILE] [--control PATH] [--metrics ADDR | --no-metrics] [--check]
 //!      [--dataplane proxy|packet] [--interface IF[,IF...]] [--workers N]
+//!      [--backend af_packet|af_xdp]
 //! rvsd --demo [--control PATH] [--metrics ADDR | --no-metrics]
 //! ```
 //!
@@ -15,7 +16,7 @@
 
 use std::process::ExitCode;
 
-use rvs_config::{DataplaneMode, DataplaneSettings};
+use rvs_config::{DataplaneMode, DataplaneSettings, PacketBackend};
 use rvs_core::director::{Director, DirectorConfig};
 use rvs_core::model::{DestConfig, Forward, ServiceConfig};
 
@@ -45,6 +46,8 @@ pub struct Args {
     interfaces: Option<Vec<String>>,
     /// `--workers N`: overrides `[dataplane] workers`.
     workers: Option<usize>,
+    /// `--backend`: overrides `[dataplane] backend`.
+    backend: Option<PacketBackend>,
 }
 
 impl Args {
@@ -68,19 +71,43 @@ impl Args {
                 .clone()
                 .unwrap_or_else(|| file.interfaces.clone()),
             workers: self.workers.unwrap_or(file.workers),
+            backend: self.backend.unwrap_or(file.backend),
         };
         if d.mode == DataplaneMode::Packet && d.interfaces.is_empty() {
             return Err(format!(
                 "rvsd: the packet data plane needs --interface IF[,IF...] or [dataplane] interfaces\n{USAGE}"
             ));
         }
+        backend_in_build(d.mode, d.backend)?;
         Ok(d)
+    }
+}
+
+/// Refuses a packet backend this build lacks.
+fn backend_in_build(mode: DataplaneMode, backend: PacketBackend) -> Result<(), String> {
+    let b = packet_backend(backend);
+    if mode == DataplaneMode::Packet && !b.available() {
+        return Err(format!(
+            "rvsd: the {} backend is not in this build of rvsd: rebuild it with the `xdp` \
+             cargo feature (cargo build --release -p rvsd --features xdp), or use af_packet",
+            b.name()
+        ));
+    }
+    Ok(())
+}
+
+/// The data plane's backend for a configured one.
+pub fn packet_backend(b: PacketBackend) -> rvs_dataplane::Backend {
+    match b {
+        PacketBackend::AfPacket => rvs_dataplane::Backend::AfPacket,
+        PacketBackend::AfXdp => rvs_dataplane::Backend::AfXdp,
     }
 }
 
 const USAGE: &str = "usage: rvsd [--config FILE] [--rules FILE] [--control PATH] \
      [--metrics ADDR | --no-metrics] [--check]\n            \
-     [--dataplane proxy|packet] [--interface IF[,IF...]] [--workers N]\n       \
+     [--dataplane proxy|packet] [--interface IF[,IF...]] [--workers N]\n            \
+     [--backend af_packet|af_xdp]\n       \
      rvsd --demo [--control PATH] [--metrics ADDR | --no-metrics]";
 
 fn parse_args() -> Result<Args, String> {
@@ -126,6 +153,18 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|m| format!("rvsd: --interface: {m}\n{USAGE}"))?;
                 }
                 a.interfaces = Some(list);
+            }
+            "--backend" => {
+                let v = value("--backend")?;
+                a.backend = Some(match v.as_str() {
+                    "af_packet" => PacketBackend::AfPacket,
+                    "af_xdp" => PacketBackend::AfXdp,
+                    _ => {
+                        return Err(format!(
+                            "rvsd: --backend {v:?}: use af_packet or af_xdp\n{USAGE}"
+                        ));
+                    }
+                });
             }
             "--workers" => {
                 let v = value("--workers")?;
@@ -234,6 +273,10 @@ fn check(args: &Args) -> ExitCode {
             }
         };
         let mode = args.dataplane.unwrap_or_default();
+        if let Err(e) = backend_in_build(mode, args.backend.unwrap_or_default()) {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
         return match load_rules(&text, p, mode) {
             Ok(d) => {
                 print!("{}", rvs_ipvsadm::director::save(&d));

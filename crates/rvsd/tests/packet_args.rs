@@ -46,6 +46,47 @@ fn bad_options_are_refused() {
     refused(&["--demo", "--dataplane", "packet"], "proxy data plane");
     let cfg = dir.file("c.toml", "[dataplane]\nmode = \"packet\"\n");
     refused(&["--config", cfg.to_str().unwrap()], "c.toml:2:8:");
+    refused(
+        &["--rules", r, "--backend", "xdp"],
+        "use af_packet or af_xdp",
+    );
+}
+
+/// Without the `xdp` feature the AF_XDP backend is refused up front, from
+/// the command line and from the file, with the way to get it.
+#[cfg(not(feature = "xdp"))]
+#[test]
+fn af_xdp_needs_the_xdp_feature() {
+    let dir = Dir::new();
+    let rules = dir.file("r.rules", "-A -t 203.0.113.10:80 -s rr\n");
+    let r = rules.to_str().unwrap();
+    let args = [
+        "--check",
+        "--rules",
+        r,
+        "--dataplane",
+        "packet",
+        "--interface",
+        "eth0",
+        "--backend",
+        "af_xdp",
+    ];
+    refused(&args, "rebuild it with the `xdp` cargo feature");
+    let cfg = dir.file(
+        "c.toml",
+        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\"]\nbackend = \"af_xdp\"\n",
+    );
+    refused(
+        &["--check", "--config", cfg.to_str().unwrap()],
+        "af_xdp backend is not in this build",
+    );
+    // The default backend is fine.
+    let out = rvsd(&args[..7]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

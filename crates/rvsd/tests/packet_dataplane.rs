@@ -55,12 +55,28 @@ fn rvsd_runs_dr_from_a_rules_file_and_nat_from_the_control_api() {
     if !root_or_skip("rvsd packet data plane") {
         return;
     }
+    run("rvsd", "af_packet", "2");
+}
+
+/// The same through the AF_XDP backend (one worker: a veth has one
+/// receive queue); the XDP program is on the interfaces while rvsd runs
+/// and gone after it exits.
+#[cfg(feature = "xdp")]
+#[test]
+fn rvsd_runs_dr_and_nat_through_the_af_xdp_backend() {
+    if !root_or_skip("rvsd packet data plane, AF_XDP") {
+        return;
+    }
+    run("rvsdx", "af_xdp", "1");
+}
+
+fn run(tag: &str, backend: &str, workers: &str) {
     assert!(
         rvs_testkit::have("nft") && rvs_testkit::have("ethtool"),
         "nft and ethtool needed"
     );
     let t = Topology::build(&TopologySpec {
-        tag: "rvsd".into(),
+        tag: tag.into(),
         servers: 2,
         offloads_off: true,
     })
@@ -89,7 +105,9 @@ fn rvsd_runs_dr_from_a_rules_file_and_nat_from_the_control_api() {
             "--interface",
             "eth0,eth1",
             "--workers",
-            "2",
+            workers,
+            "--backend",
+            backend,
         ])
         .arg("--rules")
         .arg(&rules)
@@ -172,10 +190,18 @@ fn rvsd_runs_dr_from_a_rules_file_and_nat_from_the_control_api() {
             .exec("nft", &["list", "table", "inet", "rvs_rvsd"])
             .is_ok()
     );
+    let xdp_attached = || {
+        t.director
+            .exec("ip", &["link", "show", "eth0"])
+            .unwrap()
+            .contains("xdp")
+    };
+    assert_eq!(xdp_attached(), backend == "af_xdp");
     assert!(
         rvsd.terminate(Duration::from_secs(10)),
         "rvsd exits on SIGTERM"
     );
+    assert!(!xdp_attached(), "no XDP program left after exit");
     let tables = t.director.exec("nft", &["list", "tables"]).unwrap();
     assert!(
         !tables.contains("rvs_rvsd"),
