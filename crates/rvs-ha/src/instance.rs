@@ -40,6 +40,7 @@ pub(crate) struct Runner {
     next_garp: Instant,
     notify: Notify,
     trackers: Vec<TrackFn>,
+    ready_gate: Option<Arc<AtomicBool>>,
     own_link: usize,
     epoch: Instant,
     index: usize,
@@ -120,6 +121,8 @@ impl Runner {
                 .zip(cfg.vip_prefix.iter().copied().chain(std::iter::repeat(32)))
                 .collect(),
         );
+        // Without a ready timeout the instance is ready from the start.
+        let gated = cfg.vrrp.ready_timeout_ms.is_some();
         let inst = VrrpInstance::new(cfg.vrrp)
             .map_err(|e| io::Error::other(format!("vrrp_instance {}: {e}", cfg.name)))?;
         Ok(Runner {
@@ -139,6 +142,7 @@ impl Runner {
             next_garp: Instant::now(),
             notify: cfg.notify,
             trackers: cfg.trackers,
+            ready_gate: cfg.ready_gate.filter(|_| gated),
             own_link,
             epoch: Instant::now(),
             index,
@@ -164,6 +168,7 @@ impl Runner {
         let mut buf = vec![0u8; 65_536];
         while !stop.load(Ordering::SeqCst) {
             self.poll_trackers();
+            self.poll_ready_gate();
             let now = self.now();
             let mut wait = MAX_SLEEP;
             if let Some(t) = self.inst.poll_timeout() {
@@ -212,6 +217,30 @@ impl Runner {
         }
         let up = link_up(&self.interface);
         self.inst.set_tracker(now, self.own_link, up);
+    }
+
+    /// Opens the state machine's ready gate when the resynchronisation is
+    /// over; logs when its own timeout opened it first.
+    fn poll_ready_gate(&mut self) {
+        let Some(gate) = &self.ready_gate else {
+            return;
+        };
+        let open = gate.load(Ordering::SeqCst);
+        if self.inst.is_ready() {
+            if !open {
+                // Said once: the gate is dropped afterwards.
+                tracing::warn!(instance = %self.name, "ready timeout passed before the resynchronisation ended: may preempt now");
+                self.ready_gate = None;
+            }
+            return;
+        }
+        if open {
+            let now = self.now();
+            self.inst.set_ready(now);
+            tracing::info!(instance = %self.name, state = self.inst.state().name(), "ready: connection table resynchronised, may preempt now");
+            self.ready_gate = None;
+            self.drain();
+        }
     }
 
     fn received(&mut self, pkt: &[u8]) {

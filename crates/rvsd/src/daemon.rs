@@ -133,11 +133,27 @@ impl Plane {
     }
 }
 
+/// The instance `[sync] resync` holds back, the gate the sync daemons open
+/// when the table has arrived, and how long the instance waits for it.
+type ResyncGate = (String, Arc<std::sync::atomic::AtomicBool>, u64);
+
+/// `[sync] resync = true` with `role = "vrrp"`: the followed instance waits
+/// for the resynchronisation before it preempts.
+fn resync_gate(
+    cfg: &rvs_config::Config,
+    syncd: Option<&Arc<rvs_ha::sync::SyncDaemons>>,
+) -> Option<ResyncGate> {
+    let spec = cfg.sync.as_ref().filter(|s| s.resync)?;
+    let name = spec.followed(&cfg.vrrp_instances)?;
+    Some((name.to_string(), syncd?.ready_gate(), spec.resync_timeout.0))
+}
+
 /// Starts the `[[vrrp_instance]]`s, if any.
 fn start_vrrp(
     cfg: &rvs_config::Config,
     hook: Option<rvs_ha::StateHook>,
     control: Arc<dyn rvs_api::Control>,
+    gate: Option<ResyncGate>,
 ) -> Result<Option<rvs_ha::Vrrp>, String> {
     if cfg.vrrp_instances.is_empty() {
         return Ok(None);
@@ -176,6 +192,13 @@ fn start_vrrp(
             }));
         }
         let [master, backup, fault, stop, any] = i.notify.clone();
+        let ready_gate = match &gate {
+            Some((name, g, timeout_ms)) if *name == i.name => {
+                vrrp.ready_timeout_ms = Some(*timeout_ms);
+                Some(g.clone())
+            }
+            _ => None,
+        };
         instances.push(rvs_ha::InstanceConfig {
             name: i.name.clone(),
             interface: i.interface.clone(),
@@ -192,6 +215,7 @@ fn start_vrrp(
                 any,
             },
             trackers,
+            ready_gate,
         });
     }
     let n = instances.len();
@@ -308,6 +332,12 @@ fn sync_config(
         port: s.port,
         ttl: s.ttl,
         unicast_peer: s.unicast_peer,
+        resync: s.resync.then(|| rvs_ha::sync::ResyncSettings {
+            port: s
+                .resync_port
+                .unwrap_or(rvs_ha::sync::ResyncSettings::default().port),
+            timeout_ms: s.resync_timeout.0,
+        }),
         ..rvs_ha::sync::SyncDaemonConfig::new(role, &s.interface, s.sync_id)
     }
 }
@@ -485,7 +515,12 @@ async fn async_run(args: Args) -> ExitCode {
     };
     let metrics = match args.metrics_listen(&loaded.config.metrics) {
         Some(listen) => {
-            match crate::metrics::start(plane.collector(), Some(health.clone()), listen) {
+            match crate::metrics::start(
+                plane.collector(),
+                Some(health.clone()),
+                syncd.clone(),
+                listen,
+            ) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     eprintln!("rvsd: {e}");
@@ -502,7 +537,8 @@ async fn async_run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let vrrp = match start_vrrp(&loaded.config, hook, plane.control()) {
+    let gate = resync_gate(&loaded.config, syncd.as_ref());
+    let vrrp = match start_vrrp(&loaded.config, hook, plane.control(), gate) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("rvsd: {e}");
