@@ -814,7 +814,7 @@ fn responder_loop(
             );
         }
         for a in &answers {
-            match sock.send_to(a, &from) {
+            match sock.send_to(a, from) {
                 Ok(_) => {
                     stats.resync_chunks_sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -853,11 +853,11 @@ fn requester_loop(
             tracing::info!("resync: stopped before the table was complete (now master?)");
             return;
         }
-        if let Some(req) = client.poll_request(now()) {
-            if let Err(e) = sock.send_to(&req.to_bytes(), &to) {
-                stats.drop_n(DropReason::Send, 1);
-                tracing::debug!(error = %e, "resync request");
-            }
+        if let Some(req) = client.poll_request(now())
+            && let Err(e) = sock.send_to(&req.to_bytes(), to)
+        {
+            stats.drop_n(DropReason::Send, 1);
+            tracing::debug!(error = %e, "resync request");
         }
         match sock.recv(&mut buf) {
             Ok(n) => match resync_wire::decode(&buf[..n]) {
