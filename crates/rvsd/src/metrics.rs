@@ -870,6 +870,59 @@ mod tests {
         assert_eq!(service_label(&k), "udp/[::1]:53");
     }
 
+    #[derive(Debug)]
+    struct Nothing;
+    impl Collector for Nothing {
+        fn encode(&self, _: DescriptorEncoder) -> Result<(), fmt::Error> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn sync_counters_and_ages() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let access: rvs_ha::sync::DirectorAccess = Arc::new(|_| {});
+        let sync = Arc::new(rvs_ha::sync::SyncDaemons::new(access));
+        let page = render(&registry(Box::new(Nothing), None, Some(sync.clone())));
+        assert!(page.contains("rvs_sync_messages_sent_total 0\n"), "{page}");
+        assert!(page.contains("rvs_sync_dropped_total{reason=\"sync_id\"} 0\n"));
+        // No message yet: no age; no resynchronisation yet: no duration.
+        assert!(!page.contains("rvs_sync_last_message_age_seconds{"));
+        assert!(!page.contains("rvs_resync_last_duration_seconds "));
+
+        let st = sync.stats();
+        st.messages_received.fetch_add(3, Relaxed);
+        st.dropped[1].fetch_add(2, Relaxed);
+        st.resync_complete.fetch_add(1, Relaxed);
+        st.resync_timed_out.fetch_add(4, Relaxed);
+        st.resync_last_duration_ms.store(1500, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        st.resync_last_end_unix_ms.store(now, Relaxed);
+        st.last_received_unix_ms.store(now - 2000, Relaxed);
+        let page = render(&registry(Box::new(Nothing), None, Some(sync)));
+        assert!(
+            page.contains("rvs_sync_messages_received_total 3\n"),
+            "{page}"
+        );
+        assert!(page.contains("rvs_sync_dropped_total{reason=\"sync_id\"} 2\n"));
+        assert!(page.contains("rvs_resync_runs_complete_total 1\n"));
+        assert!(page.contains("rvs_resync_runs_incomplete_total{reason=\"timeout\"} 4\n"));
+        assert!(page.contains("rvs_resync_last_duration_seconds 1.5\n"));
+        let age: f64 = page
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("rvs_sync_last_message_age_seconds{direction=\"received\"} ")
+            })
+            .expect("an age")
+            .parse()
+            .unwrap();
+        assert!((2.0..10.0).contains(&age), "{age}");
+        assert!(!page.contains("direction=\"sent\""));
+    }
+
     #[test]
     fn proc_is_read_on_linux() {
         let p = read_proc().expect("/proc/self is readable");
