@@ -263,6 +263,9 @@ fn vip80() -> SocketAddr {
     format!("{VIP}:80").parse().unwrap()
 }
 
+/// Each short request's start time and result.
+type Attempts = Vec<(Instant, Result<(), String>)>;
+
 /// One short request through the VIP.
 fn ping() -> std::io::Result<()> {
     let mut s = TcpStream::connect_timeout(&vip80(), Duration::from_secs(3))?;
@@ -521,7 +524,7 @@ fn a_returning_master_resynchronises_before_it_takes_over() {
     // The short requests: every 100 ms, each attempt's start time and
     // result.
     let loop_stop = Arc::new(AtomicBool::new(false));
-    let results: Arc<Mutex<Vec<(Instant, Result<(), String>)>>> = Arc::default();
+    let results: Arc<Mutex<Attempts>> = Arc::default();
     let shorts = {
         let (stop, results) = (loop_stop.clone(), results.clone());
         n.client.thread(move || {
