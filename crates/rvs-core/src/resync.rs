@@ -284,6 +284,11 @@ pub struct ResyncServerConfig {
     pub max_snapshots: usize,
     /// Most chunks sent for one request (default 64), whatever it asks.
     pub max_window: u32,
+    /// Least time between two snapshots (default 1000 ms): taking one holds
+    /// the director for the length of a table walk, so a flood of new
+    /// requests must not take one each. A request that would need a new
+    /// snapshot sooner is not answered (its sender asks again).
+    pub min_snapshot_interval_ms: u64,
 }
 
 impl Default for ResyncServerConfig {
@@ -294,6 +299,7 @@ impl Default for ResyncServerConfig {
             hold_ms: 30_000,
             max_snapshots: 4,
             max_window: 64,
+            min_snapshot_interval_ms: 1000,
         }
     }
 }
@@ -311,6 +317,8 @@ pub struct ResyncServerStats {
     pub unencodable: u64,
     /// Requests of another sync id (not answered).
     pub other_sync_id: u64,
+    /// Requests not answered because a snapshot was taken too recently.
+    pub rate_limited: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +336,7 @@ pub struct ResyncServer {
     cfg: ResyncServerConfig,
     next_id: u32,
     snapshots: VecDeque<Snapshot>,
+    last_snapshot_at: Option<u64>,
     stats: ResyncServerStats,
 }
 
@@ -339,6 +348,7 @@ impl ResyncServer {
             cfg,
             next_id: seed,
             snapshots: VecDeque::new(),
+            last_snapshot_at: None,
             stats: ResyncServerStats::default(),
         }
     }
@@ -396,15 +406,24 @@ impl ResyncServer {
             self.stats.other_sync_id += 1;
             return Vec::new();
         }
-        self.stats.requests += 1;
         let known = self.snapshots.iter().position(|s| {
             s.peer == peer
                 && s.request_id == req.request_id
                 && (req.snapshot == 0 || s.id == req.snapshot)
         });
+        if known.is_none()
+            && self
+                .last_snapshot_at
+                .is_some_and(|t| now < t + self.cfg.min_snapshot_interval_ms)
+        {
+            self.stats.rate_limited += 1;
+            return Vec::new();
+        }
+        self.stats.requests += 1;
         let at = match known {
             Some(i) => i,
             None => {
+                self.last_snapshot_at = Some(now);
                 let chunks = self.cut(&table());
                 self.next_id = self.next_id.wrapping_add(1).max(1);
                 self.stats.snapshots += 1;

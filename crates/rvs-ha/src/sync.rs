@@ -206,7 +206,7 @@ pub struct SyncStats {
 }
 
 /// Why a sync or resync datagram was dropped, as `/metrics` labels it.
-pub const DROP_REASONS: [&str; 9] = [
+pub const DROP_REASONS: [&str; 10] = [
     "decode_error",
     "sync_id",
     "malformed_tail",
@@ -216,6 +216,7 @@ pub const DROP_REASONS: [&str; 9] = [
     "send_error",
     "queue_full",
     "unencodable",
+    "resync_rate_limited",
 ];
 
 /// Index of a reason in [`DROP_REASONS`].
@@ -230,6 +231,7 @@ enum DropReason {
     Send,
     QueueFull,
     Unencodable,
+    RateLimited,
 }
 
 impl SyncStats {
@@ -793,6 +795,10 @@ fn responder_loop(
         let after = server.stats();
         if after.other_sync_id > before.other_sync_id {
             stats.drop_n(DropReason::SyncId, 1);
+            continue;
+        }
+        if after.rate_limited > before.rate_limited {
+            stats.drop_n(DropReason::RateLimited, 1);
             continue;
         }
         stats

@@ -294,6 +294,7 @@ fn server_windows_sync_ids_and_snapshot_lifetime() {
             hold_ms: 1000,
             max_snapshots: 2,
             max_window: 4,
+            min_snapshot_interval_ms: 50,
             ..ResyncServerConfig::default()
         },
         0,
@@ -333,9 +334,15 @@ fn server_windows_sync_ids_and_snapshot_lifetime() {
         s.handle_request(600, peer(), &req(3, 1, id, total, 4), || unreachable!())
             .is_empty()
     );
-    // Two other requesters push it out (at most 2 held).
+    // Two other requesters push it out (at most 2 held); a new snapshot
+    // within 50 ms of the last one is not taken.
     let other: SocketAddr = "192.0.2.3:1".parse().unwrap();
     s.handle_request(700, other, &req(3, 2, 0, 0, 1), || m.sync_snapshot());
+    assert!(
+        s.handle_request(720, other, &req(3, 8, 0, 0, 1), || unreachable!())
+            .is_empty()
+    );
+    assert_eq!(s.stats().rate_limited, 1);
     s.handle_request(800, other, &req(3, 3, 0, 0, 1), || m.sync_snapshot());
     assert_eq!(s.held(), 2);
     // Asked for again, the lost snapshot is taken anew (another id), from
