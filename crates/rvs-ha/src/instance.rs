@@ -41,6 +41,8 @@ pub(crate) struct Runner {
     notify: Notify,
     trackers: Vec<TrackFn>,
     ready_gate: Option<Arc<AtomicBool>>,
+    /// The state machine was seen not ready and has not been told yet.
+    gate_waiting: bool,
     own_link: usize,
     epoch: Instant,
     index: usize,
@@ -143,6 +145,7 @@ impl Runner {
             notify: cfg.notify,
             trackers: cfg.trackers,
             ready_gate: cfg.ready_gate.filter(|_| gated),
+            gate_waiting: false,
             own_link,
             epoch: Instant::now(),
             index,
@@ -168,7 +171,6 @@ impl Runner {
         let mut buf = vec![0u8; 65_536];
         while !stop.load(Ordering::SeqCst) {
             self.poll_trackers();
-            self.poll_ready_gate();
             let now = self.now();
             let mut wait = MAX_SLEEP;
             if let Some(t) = self.inst.poll_timeout() {
@@ -200,6 +202,7 @@ impl Runner {
                 self.inst.handle_timeout(now);
             }
             self.drain();
+            self.poll_ready_gate();
             self.send_garps();
         }
         let now = self.now();
@@ -220,25 +223,29 @@ impl Runner {
     }
 
     /// Opens the state machine's ready gate when the resynchronisation is
-    /// over; logs when its own timeout opened it first.
+    /// over; logs when the state machine's own timeout opened it first.
+    /// Runs after [`Runner::drain`], so that a state hook that closes the
+    /// gate again (leaving FAULT) has done so.
     fn poll_ready_gate(&mut self) {
         let Some(gate) = &self.ready_gate else {
             return;
         };
         let open = gate.load(Ordering::SeqCst);
         if self.inst.is_ready() {
-            if !open {
-                // Said once: the gate is dropped afterwards.
-                tracing::warn!(instance = %self.name, "ready timeout passed before the resynchronisation ended: may preempt now");
-                self.ready_gate = None;
+            if self.gate_waiting {
+                self.gate_waiting = false;
+                if !open {
+                    tracing::warn!(instance = %self.name, "ready timeout passed before the resynchronisation ended: may preempt now");
+                }
             }
             return;
         }
+        self.gate_waiting = true;
         if open {
             let now = self.now();
             self.inst.set_ready(now);
+            self.gate_waiting = false;
             tracing::info!(instance = %self.name, state = self.inst.state().name(), "ready: connection table resynchronised, may preempt now");
-            self.ready_gate = None;
             self.drain();
         }
     }

@@ -315,8 +315,10 @@ pub struct SyncDaemons {
     /// Opened when the first resynchronisation ends (or at once without
     /// one): the VRRP instance may preempt from then on.
     ready: Arc<AtomicBool>,
-    /// Whether the one resynchronisation of this process has begun.
+    /// Whether the start-up resynchronisation has begun.
     resync_begun: AtomicBool,
+    /// Whether a requester runs now.
+    asking: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SyncDaemons {
@@ -345,6 +347,7 @@ impl SyncDaemons {
             stats: Arc::new(SyncStats::default()),
             ready: Arc::new(AtomicBool::new(false)),
             resync_begun: AtomicBool::new(false),
+            asking: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -455,29 +458,8 @@ impl SyncDaemons {
                         .spawn(move || backup_loop(&a, &sock, rx, &st, &c, &s))?,
                 );
                 match cfg.resync {
-                    Some(r) if !self.resync_begun.swap(true, Ordering::SeqCst) => {
-                        let (sock, to) = open_requester(cfg, r)?;
-                        let client = ResyncClient::new(
-                            ResyncClientConfig {
-                                sync_id: cfg.sync_id,
-                                timeout_ms: r.timeout_ms,
-                                ..ResyncClientConfig::default()
-                            },
-                            random_u32(),
-                            0,
-                        );
-                        let (stop, ready, sync_id) =
-                            (stop.clone(), self.ready.clone(), cfg.sync_id);
-                        threads.push(
-                            std::thread::Builder::new()
-                                .name("rvs-resync-ask".into())
-                                .spawn(move || {
-                                    requester_loop(
-                                        &access, &sock, to, client, sync_id, &stop, &stats,
-                                    );
-                                    ready.store(true, Ordering::SeqCst);
-                                })?,
-                        );
+                    Some(_) if !self.resync_begun.swap(true, Ordering::SeqCst) => {
+                        threads.push(self.spawn_requester(cfg, stop)?);
                     }
                     Some(_) => {}
                     // Nothing to wait for.
@@ -486,6 +468,68 @@ impl SyncDaemons {
             }
         }
         Ok(())
+    }
+
+    /// A requester thread for the backup daemon `cfg` (which has resync
+    /// settings), stopped with it; it opens the ready gate when it ends.
+    fn spawn_requester(
+        &self,
+        cfg: &SyncDaemonConfig,
+        stop: &Arc<AtomicBool>,
+    ) -> io::Result<JoinHandle<()>> {
+        let r = cfg.resync.unwrap_or_default();
+        let (sock, to) = open_requester(cfg, r)?;
+        let client = ResyncClient::new(
+            ResyncClientConfig {
+                sync_id: cfg.sync_id,
+                timeout_ms: r.timeout_ms,
+                ..ResyncClientConfig::default()
+            },
+            random_u32(),
+            0,
+        );
+        let (access, stats) = (self.access.clone(), self.stats.clone());
+        let (stop, ready, asking, sync_id) = (
+            stop.clone(),
+            self.ready.clone(),
+            self.asking.clone(),
+            cfg.sync_id,
+        );
+        self.ready.store(false, Ordering::SeqCst);
+        asking.store(true, Ordering::SeqCst);
+        std::thread::Builder::new()
+            .name("rvs-resync-ask".into())
+            .spawn(move || {
+                requester_loop(&access, &sock, to, client, sync_id, &stop, &stats);
+                asking.store(false, Ordering::SeqCst);
+                ready.store(true, Ordering::SeqCst);
+            })
+    }
+
+    /// Resynchronises again (the VRRP instance left FAULT: sync messages
+    /// were missed meanwhile): closes the ready gate and asks the master
+    /// for its table through the running backup daemon. Without a backup
+    /// daemon with resync settings the gate opens at once; while a request
+    /// runs already, that one will open it.
+    pub fn resync(&self) {
+        if self.asking.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut running = self.lock();
+        let Some(backup) = running
+            .iter_mut()
+            .find(|r| r.cfg.role == Role::Backup && r.cfg.resync.is_some())
+        else {
+            self.ready.store(true, Ordering::SeqCst);
+            return;
+        };
+        match self.spawn_requester(&backup.cfg, &backup.stop) {
+            Ok(t) => backup.threads.push(t),
+            Err(e) => {
+                tracing::error!(error = %e, "resync: cannot ask the master");
+                self.ready.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Stops the daemon of `role`; false when none ran.

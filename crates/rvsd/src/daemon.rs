@@ -376,11 +376,14 @@ fn start_sync(
         .unwrap_or_default()
         .to_string();
     let (syncd, spec) = (syncd.clone(), spec.clone());
+    let last = std::sync::Mutex::new(rvs_core::vrrp::VrrpState::Initialize);
     Ok(Some(Arc::new(
         move |name: &str, state: rvs_core::vrrp::VrrpState| {
             if name != followed {
                 return;
             }
+            let from =
+                std::mem::replace(&mut *last.lock().unwrap_or_else(|e| e.into_inner()), state);
             let (want, other) = if state == rvs_core::vrrp::VrrpState::Master {
                 (Role::Master, Role::Backup)
             } else {
@@ -391,6 +394,14 @@ fn start_sync(
                 && let Err(e) = syncd.start(sync_config(&spec, want))
             {
                 tracing::error!(error = %e, role = want.name(), "cannot start the sync daemon");
+            }
+            // Back from FAULT the table missed the sync messages of the
+            // meantime: fetch it again before the instance may preempt.
+            if spec.resync
+                && from == rvs_core::vrrp::VrrpState::Fault
+                && state == rvs_core::vrrp::VrrpState::Backup
+            {
+                syncd.resync();
             }
         },
     )))

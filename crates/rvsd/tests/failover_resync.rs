@@ -711,3 +711,63 @@ fn without_resync_the_returning_master_takes_over_without_the_table() {
     stop.store(true, Ordering::SeqCst);
     server.join().unwrap().unwrap().unwrap();
 }
+
+#[test]
+fn a_master_back_from_fault_resynchronises_before_it_takes_over() {
+    if !preflight("a_master_back_from_fault_resynchronises_before_it_takes_over") {
+        return;
+    }
+    let n = build("c");
+    let dir = Dir::new();
+    let rt = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = real_server(&n.rs, stop.clone());
+    let (_d1, log1, _d2, sock2, log2) = start_pair(&n, &dir, &rt, true);
+    let sock1 = dir.0.join("d1.sock");
+    // d1's link fails (the process lives on): FAULT, and d2 takes over.
+    n.d1.ip(&["link", "set", "eth0", "down"]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || has(&n.d2, ROUTER)),
+        "d2 never took over\n{}",
+        logs(&[&log1, &log2])
+    );
+    let mut idle = open_idle_while_away(&n);
+    assert!(knows(&rt, &sock2, idle.port));
+    assert!(!knows(&rt, &sock1, idle.port));
+    let back = line_of(&log1, &["to=\"FAULT\""]).expect("d1 went to FAULT");
+    n.d1.ip(&["link", "set", "eth0", "up"]).unwrap();
+    assert!(
+        d1_serves(&n),
+        "d1 never took over again\n{}",
+        logs(&[&log1, &log2])
+    );
+    // Out of FAULT it asked for the table again, and had it before it
+    // became MASTER.
+    let text = plain(&std::fs::read_to_string(&log1).unwrap());
+    let lines: Vec<&str> = text.lines().collect();
+    let after = |words: &[&str]| {
+        lines
+            .iter()
+            .enumerate()
+            .skip(back)
+            .find(|(_, l)| words.iter().all(|w| l.contains(w)))
+            .map(|(i, _)| i)
+    };
+    let complete = after(&["resync complete"]);
+    let ready = after(&["ready: connection table resynchronised"]);
+    let master = after(&["VRRP state", "to=\"MASTER\""]);
+    assert!(
+        complete.is_some() && complete < ready && ready < master,
+        "after FAULT: resync complete at line {complete:?}, ready at {ready:?}, \
+         MASTER at {master:?}\n{text}"
+    );
+    assert!(knows(&rt, &sock1, idle.port), "{text}");
+    hello(&mut idle, Duration::from_secs(5)).unwrap_or_else(|e| {
+        panic!(
+            "the idle connection broke after d1 came back: {e}\n{}",
+            logs(&[&log1, &log2])
+        )
+    });
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap().unwrap().unwrap();
+}
