@@ -219,4 +219,15 @@ fn alone_the_backup_gives_up_after_the_timeout() {
     // Asked at once, then about every 250 ms.
     let asked = st.resync_requests_sent.load(Ordering::Relaxed);
     assert!((2..=4).contains(&asked), "{asked} requests");
+    // Asked to resynchronise again (the instance left FAULT): the gate
+    // closes and opens with the second timeout.
+    backup.resync();
+    assert!(!gate.load(Ordering::SeqCst));
+    assert!(wait_for(Duration::from_secs(5), || gate.load(Ordering::SeqCst)));
+    assert_eq!(st.resync_timed_out.load(Ordering::Relaxed), 2);
+    // Without a backup daemon there is nothing to wait for.
+    assert!(backup.stop(Role::Backup));
+    backup.resync();
+    assert!(gate.load(Ordering::SeqCst));
+    assert_eq!(st.resync_timed_out.load(Ordering::Relaxed), 2);
 }
