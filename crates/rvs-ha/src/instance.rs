@@ -245,7 +245,12 @@ impl Runner {
             let now = self.now();
             self.inst.set_ready(now);
             self.gate_waiting = false;
-            tracing::info!(instance = %self.name, state = self.inst.state().name(), "ready: connection table resynchronised, may preempt now");
+            if self.inst.state() == VrrpState::Master {
+                // Nobody answered: it took over as the only router.
+                tracing::info!(instance = %self.name, "ready gate opened while already master");
+            } else {
+                tracing::info!(instance = %self.name, state = self.inst.state().name(), "ready gate open: resynchronisation over, may preempt now");
+            }
             self.drain();
         }
     }

@@ -596,7 +596,7 @@ fn a_returning_master_resynchronises_before_it_takes_over() {
     // It asked for and received the full table before it became master.
     let complete = line_of(&log1b, &["resync complete"]);
     let master = line_of(&log1b, &["VRRP state", "to=\"MASTER\""]);
-    let ready = line_of(&log1b, &["ready: connection table resynchronised"]);
+    let ready = line_of(&log1b, &["resynchronisation over, may preempt now"]);
     assert!(
         complete.is_some() && ready.is_some() && master.is_some() && complete < master,
         "resync complete at line {complete:?}, ready at {ready:?}, MASTER at {master:?}\n{}",
@@ -754,7 +754,7 @@ fn a_master_back_from_fault_resynchronises_before_it_takes_over() {
             .map(|(i, _)| i)
     };
     let complete = after(&["resync complete"]);
-    let ready = after(&["ready: connection table resynchronised"]);
+    let ready = after(&["resynchronisation over, may preempt now"]);
     let master = after(&["VRRP state", "to=\"MASTER\""]);
     assert!(
         complete.is_some() && complete < ready && ready < master,
