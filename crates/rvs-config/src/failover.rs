@@ -474,6 +474,7 @@ pub enum SyncRoleSetting {
 /// vrrp_instance = "VI_1"
 /// interface = "eth1"
 /// sync_id = 1
+/// resync = true           # rvs extension: fetch the master's table first
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
