@@ -261,4 +261,42 @@ mod tests {
         req.push(0);
         assert_eq!(decode(&req), Err(ResyncError::Malformed));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn requests_and_answers_round_trip(
+            sync_id: u8,
+            request_id: u32,
+            snapshot in 1u32..,
+            a: u32,
+            b: u32,
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 1..64),
+        ) {
+            let r = Request { sync_id, request_id, snapshot, first: a, count: b };
+            let bytes = r.to_bytes();
+            proptest::prop_assert_eq!(decode(&bytes), Ok(Datagram::Request(r)));
+            let total = b.max(1);
+            let ans = Answer {
+                sync_id,
+                request_id,
+                snapshot,
+                chunk: a % total,
+                total,
+                payload: &payload,
+            };
+            let bytes = ans.to_bytes();
+            proptest::prop_assert_eq!(decode(&bytes), Ok(Datagram::Answer(ans)));
+        }
+
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            if let Ok(d) = decode(&bytes) {
+                let again = match d {
+                    Datagram::Request(r) => r.to_bytes(),
+                    Datagram::Answer(a) => a.to_bytes(),
+                };
+                proptest::prop_assert_eq!(again, bytes);
+            }
+        }
+    }
 }

@@ -356,3 +356,40 @@ fn server_windows_sync_ids_and_snapshot_lifetime() {
     assert_eq!(s.stats().snapshots, 5);
     assert_eq!(s.stats().other_sync_id, 1);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever the table size, window and loss (up to half of the
+    /// datagrams each way, drawn from `seed`), the returning director ends
+    /// with the master's table, within the timeout.
+    #[test]
+    fn lossy_transfers_complete_with_the_whole_table(
+        conns in 0u32..300,
+        window in 1u32..40,
+        loss_pct in 0u64..50,
+        seed: u64,
+    ) {
+        let m = master(conns);
+        let lose = move |salt: u64| {
+            move |n: u64| {
+                let mut x = seed ^ salt ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                x ^= x >> 33;
+                x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                x ^= x >> 33;
+                x % 100 < loss_pct
+            }
+        };
+        let (client, server, backup) = run(&m, window, lose(1), lose(2));
+        proptest::prop_assert!(
+            matches!(client.outcome(), Some(Outcome::Complete { .. })),
+            "{:?} {:?}",
+            client.outcome(),
+            client.stats()
+        );
+        proptest::prop_assert_eq!(table(&backup), table(&m));
+        // One snapshot unless a loss of every answer for a while made the
+        // client follow a new one (never here: the server keeps it).
+        proptest::prop_assert_eq!(server.stats().snapshots, 1);
+    }
+}
