@@ -557,6 +557,17 @@ fn a_returning_master_resynchronises_before_it_takes_over() {
 
     let killed_at = kill_d1(&n, &mut d1, &log2);
     let d2_took_over = Instant::now();
+    // In time: 3 × 200 ms + skew 121 ms (priority 100) + 200 ms from d1's
+    // last advert, which left at most one interval (200 ms) before the
+    // kill; 300 ms more for noticing the address with `ip` on a busy
+    // machine. (failover.rs measures the bound itself with an observer.)
+    let took = d2_took_over.duration_since(killed_at);
+    assert!(
+        took <= Duration::from_millis(3 * 200 + 121 + 200 + 200 + 300),
+        "d2 took over {} ms after the kill\n{}",
+        took.as_millis(),
+        logs(&[&log2])
+    );
 
     // While d1 is away: an idle connection through d2 (its sync message
     // goes nowhere), and short requests through the new master.
