@@ -596,6 +596,7 @@ pub enum SyncRoleSetting {
 /// vrrp_instance = "VI_1"
 /// interface = "eth1"
 /// sync_id = 1
+/// resync = true           # rvs extension: fetch the master's table first
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -625,6 +626,21 @@ pub struct SyncSpec {
     /// Send to this peer rather than to the group.
     #[serde(default)]
     pub unicast_peer: Option<Ipv4Addr>,
+    /// rvs extension: a director starting as backup fetches the master's
+    /// whole table, and (with `role = "vrrp"`) its instance does not
+    /// preempt before it has it or `resync_timeout` passes. Default off.
+    #[serde(default)]
+    pub resync: bool,
+    /// UDP port of resynchronisation requests (default 8849).
+    #[serde(default)]
+    pub resync_port: Option<u16>,
+    /// Seconds a returning director waits for the table (default 10).
+    #[serde(default = "default_resync_timeout")]
+    pub resync_timeout: Seconds,
+}
+
+fn default_resync_timeout() -> Seconds {
+    Seconds(10_000)
 }
 
 impl SyncSpec {
@@ -651,6 +667,23 @@ impl SyncSpec {
             && !(48..=65_507).contains(&m)
         {
             return Err((at.key("maxlen"), "maxlen must be 48..65507".into()));
+        }
+        if let Some(p) = self.resync_port {
+            if p == 0 {
+                return Err((at.key("resync_port"), "resync_port must be 1..65535".into()));
+            }
+            if p == self.port.unwrap_or(8848) {
+                return Err((
+                    at.key("resync_port"),
+                    format!("resync_port {p} is the sync port: choose another"),
+                ));
+            }
+        }
+        if !(100..=3_600_000).contains(&self.resync_timeout.0) {
+            return Err((
+                at.key("resync_timeout"),
+                "resync_timeout must be between 0.1 and 3600 seconds".into(),
+            ));
         }
         match (self.role, &self.vrrp_instance) {
             (SyncRoleSetting::Vrrp, Some(n)) => {

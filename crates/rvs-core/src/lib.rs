@@ -21,6 +21,7 @@ pub mod dns_query;
 pub mod health;
 pub mod model;
 pub mod probe;
+pub mod resync;
 pub mod sched;
 pub mod sctp;
 pub mod state;

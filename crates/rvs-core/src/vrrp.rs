@@ -180,7 +180,8 @@ pub struct VrrpConfig {
     /// Tracked objects.
     pub track: Vec<TrackConfig>,
     /// rvs extension: start "not ready" (see [`VrrpInstance::set_ready`]) and
-    /// give up waiting after this long. `None`: always ready.
+    /// give up waiting after this long; leaving FAULT makes the instance
+    /// not ready again. `None`: always ready.
     pub ready_timeout_ms: Option<u64>,
 }
 
@@ -482,6 +483,15 @@ impl VrrpInstance {
     /// Startup or leaving FAULT: master at once as the owner (when ready),
     /// else backup.
     fn enter_running(&mut self, now: u64, reason: Reason) {
+        // rvs: back from FAULT the connection table is stale again (sync
+        // messages were missed meanwhile): wait for a resynchronisation
+        // as at start-up.
+        if reason != Reason::Startup
+            && let Some(t) = self.cfg.ready_timeout_ms
+        {
+            self.ready = false;
+            self.ready_at = Some(now + t);
+        }
         self.preempt_after = now + self.cfg.preempt_delay_ms;
         self.master_adver_int_ms = self.cfg.advert_int_ms;
         if self.priority == PRIORITY_OWNER && self.ready {

@@ -49,6 +49,9 @@ pub(crate) struct Runner {
     next_garp: Instant,
     notify: Notify,
     trackers: Vec<TrackFn>,
+    ready_gate: Option<Arc<AtomicBool>>,
+    /// The state machine was seen not ready and has not been told yet.
+    gate_waiting: bool,
     own_link: usize,
     epoch: Instant,
     status: Arc<Mutex<Vec<InstanceStatus>>>,
@@ -115,6 +118,8 @@ impl Runner {
                 .zip(cfg.vip_prefix.iter().copied().chain(std::iter::repeat(32)))
                 .collect(),
         );
+        // Without a ready timeout the instance is ready from the start.
+        let gated = cfg.vrrp.ready_timeout_ms.is_some();
         let inst = VrrpInstance::new(cfg.vrrp)
             .map_err(|e| io::Error::other(format!("vrrp_instance {}: {e}", cfg.name)))?;
         Ok(Runner {
@@ -138,6 +143,8 @@ impl Runner {
             next_garp: Instant::now(),
             notify: cfg.notify,
             trackers: cfg.trackers,
+            ready_gate: cfg.ready_gate.filter(|_| gated),
+            gate_waiting: false,
             own_link,
             epoch: Instant::now(),
             status,
@@ -286,6 +293,7 @@ impl Runner {
                 self.inst.handle_timeout(now);
             }
             self.drain();
+            self.poll_ready_gate();
             self.send_garps();
         }
         let now = self.now();
@@ -303,6 +311,39 @@ impl Runner {
         }
         let up = link_up(&self.interface);
         self.inst.set_tracker(now, self.own_link, up);
+    }
+
+    /// Opens the state machine's ready gate when the resynchronisation is
+    /// over; logs when the state machine's own timeout opened it first.
+    /// Runs after [`Runner::drain`], so that a state hook that closes the
+    /// gate again (leaving FAULT) has done so.
+    fn poll_ready_gate(&mut self) {
+        let Some(gate) = &self.ready_gate else {
+            return;
+        };
+        let open = gate.load(Ordering::SeqCst);
+        if self.inst.is_ready() {
+            if self.gate_waiting {
+                self.gate_waiting = false;
+                if !open {
+                    tracing::warn!(instance = %self.name, "ready timeout passed before the resynchronisation ended: may preempt now");
+                }
+            }
+            return;
+        }
+        self.gate_waiting = true;
+        if open {
+            let now = self.now();
+            self.inst.set_ready(now);
+            self.gate_waiting = false;
+            if self.inst.state() == VrrpState::Master {
+                // Nobody answered: it took over as the only router.
+                tracing::info!(instance = %self.name, "ready gate opened while already master");
+            } else {
+                tracing::info!(instance = %self.name, state = self.inst.state().name(), "ready gate open: resynchronisation over, may preempt now");
+            }
+            self.drain();
+        }
     }
 
     fn received(&mut self, pkt: &[u8]) {

@@ -91,6 +91,11 @@ pub struct InstanceConfig {
     pub notify: Notify,
     /// Pollers for `vrrp.track[i]`, one per entry, in order.
     pub trackers: Vec<TrackFn>,
+    /// rvs ready gate (with [`VrrpConfig::ready_timeout_ms`]): once it reads
+    /// true the instance is told it is ready
+    /// ([`rvs_core::vrrp::VrrpInstance::set_ready`]), e.g. by
+    /// [`sync::SyncDaemons::ready_gate`] when the table has arrived.
+    pub ready_gate: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for InstanceConfig {

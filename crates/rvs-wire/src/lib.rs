@@ -1,7 +1,8 @@
 //! Pure codecs for director failover: VRRP (v3 for IPv4 and IPv6, v2 for
 //! decoding what keepalived may send), the gratuitous ARP and unsolicited
 //! neighbour advertisement frames a new master sends, and the IPVS
-//! connection synchronisation messages (v1, and v0 for compatibility).
+//! connection synchronisation messages (v1, and v0 for compatibility), and
+//! the rvs resynchronisation messages that carry a whole table.
 //!
 //! Nothing here performs I/O. Decoders take byte slices and return either a
 //! value or an error enum; no input makes them panic. Encoders write into
@@ -14,5 +15,6 @@
 #![warn(missing_docs)]
 
 pub mod checksum;
+pub mod resync;
 pub mod sync;
 pub mod vrrp;

@@ -133,17 +133,33 @@ impl Plane {
     }
 }
 
+/// The instance `[sync] resync` holds back, the gate the sync daemons open
+/// when the table has arrived, and how long the instance waits for it.
+type ResyncGate = (String, Arc<std::sync::atomic::AtomicBool>, u64);
+
+/// `[sync] resync = true` with `role = "vrrp"`: the followed instance waits
+/// for the resynchronisation before it preempts.
+fn resync_gate(
+    cfg: &rvs_config::Config,
+    syncd: Option<&Arc<rvs_ha::sync::SyncDaemons>>,
+) -> Option<ResyncGate> {
+    let spec = cfg.sync.as_ref().filter(|s| s.resync)?;
+    let name = spec.followed(&cfg.vrrp_instances)?;
+    Some((name.to_string(), syncd?.ready_gate(), spec.resync_timeout.0))
+}
+
 /// Starts the `[[vrrp_instance]]`s, if any, reporting on `board`.
 fn start_vrrp(
     cfg: &rvs_config::Config,
     hook: Option<rvs_ha::StateHook>,
     control: Arc<dyn rvs_api::Control>,
     board: rvs_ha::StatusBoard,
+    gate: Option<ResyncGate>,
 ) -> Result<Option<rvs_ha::Vrrp>, String> {
     if cfg.vrrp_instances.is_empty() {
         return Ok(None);
     }
-    let instances = vrrp_instances(cfg, control)?;
+    let instances = vrrp_instances(cfg, control, gate.as_ref())?;
     let n = instances.len();
     let v = rvs_ha::Vrrp::start_on(board, instances, hook).map_err(|e| format!("VRRP: {e}"))?;
     tracing::info!(instances = n, "VRRP running");
@@ -156,6 +172,7 @@ fn start_vrrp(
 pub(crate) fn vrrp_instances(
     cfg: &rvs_config::Config,
     control: Arc<dyn rvs_api::Control>,
+    gate: Option<&ResyncGate>,
 ) -> Result<Vec<rvs_ha::InstanceConfig>, String> {
     let mut instances = Vec::new();
     for i in &cfg.vrrp_instances {
@@ -195,6 +212,13 @@ pub(crate) fn vrrp_instances(
             }));
         }
         let [master, backup, fault, stop, any] = i.notify.clone();
+        let ready_gate = match gate {
+            Some((name, g, timeout_ms)) if *name == i.name => {
+                vrrp.ready_timeout_ms = Some(*timeout_ms);
+                Some(g.clone())
+            }
+            _ => None,
+        };
         instances.push(rvs_ha::InstanceConfig {
             name: i.name.clone(),
             interface: i.interface.clone(),
@@ -212,6 +236,7 @@ pub(crate) fn vrrp_instances(
                 any,
             },
             trackers,
+            ready_gate,
         });
     }
     Ok(instances)
@@ -325,6 +350,12 @@ fn sync_config(
         port: s.port,
         ttl: s.ttl,
         unicast_peer: s.unicast_peer,
+        resync: s.resync.then(|| rvs_ha::sync::ResyncSettings {
+            port: s
+                .resync_port
+                .unwrap_or(rvs_ha::sync::ResyncSettings::default().port),
+            timeout_ms: s.resync_timeout.0,
+        }),
         ..rvs_ha::sync::SyncDaemonConfig::new(role, &s.interface, s.sync_id)
     }
 }
@@ -363,11 +394,14 @@ pub(crate) fn start_sync(
         .unwrap_or_default()
         .to_string();
     let (syncd, spec) = (syncd.clone(), spec.clone());
+    let last = std::sync::Mutex::new(rvs_core::vrrp::VrrpState::Initialize);
     Ok(Some(Arc::new(
         move |name: &str, state: rvs_core::vrrp::VrrpState| {
             if name != followed {
                 return;
             }
+            let from =
+                std::mem::replace(&mut *last.lock().unwrap_or_else(|e| e.into_inner()), state);
             let (want, other) = if state == rvs_core::vrrp::VrrpState::Master {
                 (Role::Master, Role::Backup)
             } else {
@@ -378,6 +412,14 @@ pub(crate) fn start_sync(
                 && let Err(e) = syncd.start(sync_config(&spec, want))
             {
                 tracing::error!(error = %e, role = want.name(), "cannot start the sync daemon");
+            }
+            // Back from FAULT the table missed the sync messages of the
+            // meantime: fetch it again before the instance may preempt.
+            if spec.resync
+                && from == rvs_core::vrrp::VrrpState::Fault
+                && state == rvs_core::vrrp::VrrpState::Backup
+            {
+                syncd.resync();
             }
         },
     )))
@@ -507,9 +549,16 @@ async fn async_run(args: Args) -> ExitCode {
             match crate::metrics::start(
                 plane.collector(),
                 Some(health.clone()),
-                vec![Box::new(crate::vrrp_metrics::VrrpCollector::new(
-                    vrrp_board.clone(),
-                ))],
+                {
+                    let mut extra: Vec<Box<dyn prometheus_client::collector::Collector>> =
+                        vec![Box::new(crate::vrrp_metrics::VrrpCollector::new(
+                            vrrp_board.clone(),
+                        ))];
+                    if let Some(s) = &syncd {
+                        extra.push(Box::new(crate::metrics::SyncCollector::new(s.clone())));
+                    }
+                    extra
+                },
                 listen,
             ) {
                 Ok(a) => Some(a),
@@ -528,6 +577,7 @@ async fn async_run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let gate = resync_gate(&loaded.config, syncd.as_ref());
     // The hook VRRP calls stays; what it forwards to changes when a
     // reload restarts the sync daemon.
     let sync_hook = Arc::new(std::sync::Mutex::new(hook));
@@ -543,6 +593,7 @@ async fn async_run(args: Args) -> ExitCode {
         Some(vrrp_hook.clone()),
         plane.control(),
         vrrp_board.clone(),
+        gate,
     ) {
         Ok(v) => v,
         Err(e) => {
@@ -659,7 +710,8 @@ fn reload(
     }
     // The VRRP instances are resolved (interfaces, advert sources) before
     // anything changes: one that cannot be refuses the whole reload.
-    let instances = match vrrp_instances(&loaded.config, plane.control()) {
+    let gate = resync_gate(&loaded.config, failover.syncd.as_ref());
+    let instances = match vrrp_instances(&loaded.config, plane.control(), gate.as_ref()) {
         Ok(i) => i,
         Err(e) => {
             tracing::error!(error = %e, "reload refused; running state unchanged");

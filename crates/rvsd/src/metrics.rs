@@ -511,7 +511,8 @@ fn encode_process(enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
 }
 
 /// The registry of a daemon: one collector over its data plane, one over
-/// health checking when it runs, and `extra` ones (VRRP).
+/// health checking when it runs, and `extra` ones (VRRP, connection
+/// synchronisation).
 pub fn registry(
     collector: Box<dyn Collector>,
     health: Option<crate::health::Health>,
@@ -526,6 +527,176 @@ pub fn registry(
         r.register_collector(Box::new(HealthCollector { health: h }));
     }
     r
+}
+
+/// Reads the sync daemons' counters at every scrape.
+#[derive(Debug)]
+pub struct SyncCollector {
+    sync: Arc<rvs_ha::sync::SyncDaemons>,
+}
+
+impl SyncCollector {
+    /// A collector over `sync`'s counters.
+    pub fn new(sync: Arc<rvs_ha::sync::SyncDaemons>) -> SyncCollector {
+        SyncCollector { sync }
+    }
+}
+
+impl Collector for SyncCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = self.sync.stats();
+        let one = |v: &std::sync::atomic::AtomicU64| vec![(Vec::new(), v.load(Relaxed))];
+        let plain: [(&str, &str, &std::sync::atomic::AtomicU64); 12] = [
+            (
+                "rvs_sync_messages_sent",
+                "Sync messages sent by the master daemon",
+                &st.messages_sent,
+            ),
+            (
+                "rvs_sync_connections_sent",
+                "Connection records sent by the master daemon",
+                &st.conns_sent,
+            ),
+            (
+                "rvs_sync_messages_received",
+                "Sync messages accepted by the backup daemon",
+                &st.messages_received,
+            ),
+            (
+                "rvs_sync_connections_received",
+                "Connection records installed by the backup daemon",
+                &st.conns_received,
+            ),
+            (
+                "rvs_resync_requests_sent",
+                "Full-table requests sent by this director while returning (first and repeated)",
+                &st.resync_requests_sent,
+            ),
+            (
+                "rvs_resync_request_retries",
+                "Full-table requests repeated because nothing new arrived",
+                &st.resync_retries,
+            ),
+            (
+                "rvs_resync_chunks_received",
+                "Chunks of a master's table received",
+                &st.resync_chunks_received,
+            ),
+            (
+                "rvs_resync_connections_received",
+                "Connection records installed from a master's table",
+                &st.resync_conns_received,
+            ),
+            (
+                "rvs_resync_requests_answered",
+                "Full-table requests this director answered as master",
+                &st.resync_requests_answered,
+            ),
+            (
+                "rvs_resync_chunks_sent",
+                "Chunks of this director's table sent to returning directors",
+                &st.resync_chunks_sent,
+            ),
+            (
+                "rvs_resync_connections_sent",
+                "Connection records put into snapshots for returning directors",
+                &st.resync_conns_sent,
+            ),
+            (
+                "rvs_resync_runs_complete",
+                "Resynchronisations that got the whole table",
+                &st.resync_complete,
+            ),
+        ];
+        for (name, help, v) in plain {
+            counter(
+                &mut enc,
+                Series {
+                    name,
+                    help,
+                    samples: one(v),
+                },
+            )?;
+        }
+        counter(
+            &mut enc,
+            Series {
+                name: "rvs_resync_runs_incomplete",
+                help: "Resynchronisations that ended without the whole table, by reason",
+                samples: vec![
+                    (
+                        vec![("reason", "timeout".to_string())],
+                        st.resync_timed_out.load(Relaxed),
+                    ),
+                    (
+                        vec![("reason", "became_master".to_string())],
+                        st.resync_stopped.load(Relaxed),
+                    ),
+                ],
+            },
+        )?;
+        counter(
+            &mut enc,
+            Series {
+                name: "rvs_sync_dropped",
+                help: "Sync and resync datagrams or records dropped, by reason",
+                samples: st
+                    .drops()
+                    .into_iter()
+                    .map(|(r, n)| (vec![("reason", r.to_string())], n))
+                    .collect(),
+            },
+        )?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let age = |v: &std::sync::atomic::AtomicU64| {
+            let t = v.load(Relaxed);
+            (t > 0).then(|| now_ms.saturating_sub(t) as f64 / 1000.0)
+        };
+        let mut ages = Vec::new();
+        for (dir, v) in [
+            ("received", &st.last_received_unix_ms),
+            ("sent", &st.last_sent_unix_ms),
+        ] {
+            if let Some(a) = age(v) {
+                ages.push((vec![("direction", dir.to_string())], a));
+            }
+        }
+        gauge_f64(
+            &mut enc,
+            Series {
+                name: "rvs_sync_last_message_age_seconds",
+                help: "Seconds since the last sync message was received (backup) or sent (master): \
+                       the sync lag bound while connections are active",
+                samples: ages,
+            },
+        )?;
+        let end = st.resync_last_end_unix_ms.load(Relaxed);
+        if end > 0 {
+            gauge_f64(
+                &mut enc,
+                Series {
+                    name: "rvs_resync_last_duration_seconds",
+                    help: "Duration of the last resynchronisation",
+                    samples: vec![(
+                        Vec::new(),
+                        st.resync_last_duration_ms.load(Relaxed) as f64 / 1000.0,
+                    )],
+                },
+            )?;
+            gauge_f64(
+                &mut enc,
+                Series {
+                    name: "rvs_resync_last_end_timestamp_seconds",
+                    help: "Unix time at which the last resynchronisation ended",
+                    samples: vec![(Vec::new(), end as f64 / 1000.0)],
+                },
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads the health runtime at every scrape.
@@ -704,6 +875,67 @@ mod tests {
             port: 53,
         };
         assert_eq!(service_label(&k), "udp/[::1]:53");
+    }
+
+    #[derive(Debug)]
+    struct Nothing;
+    impl Collector for Nothing {
+        fn encode(&self, _: DescriptorEncoder) -> Result<(), fmt::Error> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn sync_counters_and_ages() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let access: rvs_ha::sync::DirectorAccess = Arc::new(|_| {});
+        let sync = Arc::new(rvs_ha::sync::SyncDaemons::new(access));
+        let page = render(&registry(
+            Box::new(Nothing),
+            None,
+            vec![Box::new(SyncCollector::new(sync.clone()))],
+        ));
+        assert!(page.contains("rvs_sync_messages_sent_total 0\n"), "{page}");
+        assert!(page.contains("rvs_sync_dropped_total{reason=\"sync_id\"} 0\n"));
+        // No message yet: no age; no resynchronisation yet: no duration.
+        assert!(!page.contains("rvs_sync_last_message_age_seconds{"));
+        assert!(!page.contains("rvs_resync_last_duration_seconds "));
+
+        let st = sync.stats();
+        st.messages_received.fetch_add(3, Relaxed);
+        st.dropped[1].fetch_add(2, Relaxed);
+        st.resync_complete.fetch_add(1, Relaxed);
+        st.resync_timed_out.fetch_add(4, Relaxed);
+        st.resync_last_duration_ms.store(1500, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        st.resync_last_end_unix_ms.store(now, Relaxed);
+        st.last_received_unix_ms.store(now - 2000, Relaxed);
+        let page = render(&registry(
+            Box::new(Nothing),
+            None,
+            vec![Box::new(SyncCollector::new(sync))],
+        ));
+        assert!(
+            page.contains("rvs_sync_messages_received_total 3\n"),
+            "{page}"
+        );
+        assert!(page.contains("rvs_sync_dropped_total{reason=\"sync_id\"} 2\n"));
+        assert!(page.contains("rvs_resync_runs_complete_total 1\n"));
+        assert!(page.contains("rvs_resync_runs_incomplete_total{reason=\"timeout\"} 4\n"));
+        assert!(page.contains("rvs_resync_last_duration_seconds 1.5\n"));
+        let age: f64 = page
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("rvs_sync_last_message_age_seconds{direction=\"received\"} ")
+            })
+            .expect("an age")
+            .parse()
+            .unwrap();
+        assert!((2.0..10.0).contains(&age), "{age}");
+        assert!(!page.contains("direction=\"sent\""));
     }
 
     #[test]

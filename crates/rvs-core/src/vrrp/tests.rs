@@ -569,6 +569,57 @@ fn ready_gate_holds_a_returning_director_back() {
 }
 
 #[test]
+fn ready_gate_closes_again_when_leaving_fault() {
+    // Node 0 (200, ready gate) is master; its link fails (FAULT), node 1
+    // takes over; when the link returns node 0 has missed the sync
+    // messages of the meantime and must wait for the table again.
+    let mut c0 = cfg(1, 200);
+    c0.ready_timeout_ms = Some(30_000);
+    c0.track.push(TrackConfig {
+        name: "eth0".into(),
+        weight: 0,
+        reverse: false,
+        initially_up: true,
+    });
+    let mut lan = Lan::new(vec![c0, cfg(2, 100)]);
+    lan.start(0);
+    lan.start(1);
+    lan.nodes[0].set_ready(0);
+    lan.run_until(5000);
+    assert_eq!(lan.states(), vec![Master, Backup]);
+    lan.link_up[0] = false;
+    lan.nodes[0].set_tracker(5000, 0, false);
+    lan.drain();
+    lan.run_until(10_000);
+    assert_eq!(lan.states(), vec![Fault, Master]);
+    assert!(lan.nodes[0].is_ready(), "FAULT itself changes nothing");
+    lan.link_up[0] = true;
+    lan.nodes[0].set_tracker(10_000, 0, true);
+    lan.now = 10_000;
+    lan.drain();
+    assert!(!lan.nodes[0].is_ready());
+    lan.run_until(20_000);
+    assert_eq!(
+        lan.states(),
+        vec![Backup, Master],
+        "held back while not ready"
+    );
+    lan.nodes[0].set_ready(20_000);
+    lan.run_until(30_000);
+    assert_eq!(lan.states(), vec![Master, Backup]);
+    // Taken over one master-down interval (3 × 1000 + 218) after the last
+    // advert of node 1 it followed, the last one before the gate opened.
+    let last_followed = lan
+        .sent
+        .iter()
+        .filter(|(t, i, _)| *i == 1 && *t < 20_000)
+        .map(|(t, _, _)| *t)
+        .max()
+        .unwrap();
+    assert_eq!(lan.became_master(0), vec![3218, last_followed + 3218]);
+}
+
+#[test]
 fn ready_gate_holds_the_owner_and_alone_does_not_block() {
     let mut c = cfg(1, 255);
     c.ready_timeout_ms = Some(30_000);
