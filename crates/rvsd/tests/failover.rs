@@ -499,10 +499,15 @@ fn a_tracked_service_below_quorum_is_fault() {
         "the VIP stayed after the quorum was lost\n{}",
         logs(&[&log])
     );
-    let text = std::fs::read_to_string(&log).unwrap();
+    // The address goes before the transition is logged: wait for the line.
     // The log is coloured: look for the words.
+    let logged = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.matches("\"MASTER\"").count() >= 2 && text.matches("\"FAULT\"").count() >= 2
+    };
     assert!(
-        text.matches("\"MASTER\"").count() >= 2 && text.matches("\"FAULT\"").count() >= 2,
-        "{text}"
+        wait_for(Duration::from_secs(3), logged),
+        "{}",
+        logs(&[&log])
     );
 }
