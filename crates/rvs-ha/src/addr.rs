@@ -9,11 +9,14 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
-/// Adds and removes one instance's virtual addresses.
+/// Adds and removes one instance's virtual addresses, each on its own
+/// interface (the instance's unless the address names another with `dev`).
 #[derive(Debug, Clone)]
 pub struct VipManager {
     interface: String,
     vips: Vec<(IpAddr, u8)>,
+    /// The interface of each entry of `vips` (same order).
+    devs: Vec<String>,
 }
 
 fn ip(args: &[&str]) -> io::Result<std::process::Output> {
@@ -25,8 +28,38 @@ impl VipManager {
     pub fn new(interface: &str, vips: Vec<(IpAddr, u8)>) -> VipManager {
         VipManager {
             interface: interface.to_string(),
+            devs: vec![interface.to_string(); vips.len()],
             vips,
         }
+    }
+
+    /// Puts the `i`th address on `per_vip[i]` rather than on the
+    /// instance's interface (keepalived's `ADDR dev IFNAME`); missing
+    /// entries keep the instance's interface.
+    pub fn on_interfaces(mut self, per_vip: &[String]) -> VipManager {
+        for (dev, d) in self.devs.iter_mut().zip(per_vip) {
+            dev.clone_from(d);
+        }
+        self
+    }
+
+    /// The interface `a` goes on.
+    pub fn interface_of(&self, a: IpAddr) -> &str {
+        self.vips
+            .iter()
+            .position(|(v, _)| *v == a)
+            .map_or(&self.interface, |i| &self.devs[i])
+    }
+
+    /// Every interface an address goes on, the instance's first, each once.
+    pub fn interfaces(&self) -> Vec<String> {
+        let mut out = vec![self.interface.clone()];
+        for d in &self.devs {
+            if !out.contains(d) {
+                out.push(d.clone());
+            }
+        }
+        out
     }
 
     fn prefix_of(&self, a: IpAddr) -> u8 {
@@ -40,9 +73,10 @@ impl VipManager {
     pub fn add(&self, addrs: &[IpAddr]) {
         for a in addrs {
             let cidr = format!("{a}/{}", self.prefix_of(*a));
-            match ip(&["addr", "add", &cidr, "dev", &self.interface]) {
+            let dev = self.interface_of(*a);
+            match ip(&["addr", "add", &cidr, "dev", dev]) {
                 Ok(o) if o.status.success() => {
-                    tracing::info!(vip = %cidr, interface = %self.interface, "virtual address added");
+                    tracing::info!(vip = %cidr, interface = %dev, "virtual address added");
                 }
                 Ok(o) => {
                     let err = String::from_utf8_lossy(&o.stderr);
@@ -59,9 +93,10 @@ impl VipManager {
     pub fn del(&self, addrs: &[IpAddr]) {
         for a in addrs {
             let cidr = format!("{a}/{}", self.prefix_of(*a));
-            match ip(&["addr", "del", &cidr, "dev", &self.interface]) {
+            let dev = self.interface_of(*a);
+            match ip(&["addr", "del", &cidr, "dev", dev]) {
                 Ok(o) if o.status.success() => {
-                    tracing::info!(vip = %cidr, interface = %self.interface, "virtual address removed");
+                    tracing::info!(vip = %cidr, interface = %dev, "virtual address removed");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(vip = %cidr, error = %e, "cannot run ip"),
@@ -73,16 +108,18 @@ impl VipManager {
     /// previous run that died as master left them (keepalived does the same
     /// at start-up).
     pub fn remove_leftovers(&self) {
-        let present = addresses(&self.interface).unwrap_or_default();
-        let left: Vec<IpAddr> = self
-            .vips
-            .iter()
-            .map(|(a, _)| *a)
-            .filter(|a| present.contains(a))
-            .collect();
-        if !left.is_empty() {
-            tracing::warn!(interface = %self.interface, vips = ?left, "removing virtual addresses left by a previous run");
-            self.del(&left);
+        for dev in self.interfaces() {
+            let present = addresses(&dev).unwrap_or_default();
+            let left: Vec<IpAddr> = self
+                .vips
+                .iter()
+                .map(|(a, _)| *a)
+                .filter(|a| self.interface_of(*a) == dev && present.contains(a))
+                .collect();
+            if !left.is_empty() {
+                tracing::warn!(interface = %dev, vips = ?left, "removing virtual addresses left by a previous run");
+                self.del(&left);
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use rvs_wire::vrrp::{self as wire, IP_PROTO, MCAST_V4};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::addr::VipManager;
+use crate::group::{self, Membership};
 use crate::{InstanceConfig, InstanceStatus, Notify, StateHook, TrackFn};
 
 /// Longest sleep between two looks at the stop flag and the trackers.
@@ -32,8 +33,9 @@ pub(crate) struct Runner {
     peers: Vec<Ipv4Addr>,
     rx: Socket,
     tx: Socket,
-    frames: FrameSender,
-    mac: [u8; 6],
+    /// One gratuitous ARP sender per interface the addresses go on:
+    /// (interface, sender, the interface's MAC).
+    frames: Vec<(String, FrameSender, [u8; 6])>,
     vips: VipManager,
     garp_interval: Duration,
     garp_queue: VecDeque<Ipv4Addr>,
@@ -45,6 +47,7 @@ pub(crate) struct Runner {
     index: usize,
     status: Arc<Mutex<Vec<InstanceStatus>>>,
     hook: Option<StateHook>,
+    group: Option<Membership>,
     adverts_in: u64,
     adverts_dropped: u64,
     adverts_out: u64,
@@ -66,6 +69,7 @@ impl Runner {
         index: usize,
         status: Arc<Mutex<Vec<InstanceStatus>>>,
         hook: Option<StateHook>,
+        group: Option<Membership>,
     ) -> io::Result<Runner> {
         let IpAddr::V4(src) = cfg.vrrp.primary_addr else {
             return Err(io::Error::other(format!(
@@ -75,7 +79,6 @@ impl Runner {
         };
         let iface = rvs_sys::iface::lookup(&cfg.interface)
             .map_err(|e| ctx(e, &format!("interface {}", cfg.interface)))?;
-        let mac = rvs_sys::iface::mac(&cfg.interface)?;
         let proto = Protocol::from(i32::from(IP_PROTO));
         let rx = Socket::new(Domain::IPV4, Type::RAW, Some(proto))
             .map_err(|e| ctx(e, "raw socket for IP protocol 112 (needs CAP_NET_RAW)"))?;
@@ -100,7 +103,6 @@ impl Runner {
         tx.set_multicast_loop_v4(false)?;
         tx.set_tos_v4(TOS)?;
         tx.set_multicast_if_v4(&src)?;
-        let frames = FrameSender::open(iface.index).map_err(|e| ctx(e, "AF_PACKET socket"))?;
 
         // The instance's own interface is tracked with weight 0 (FAULT
         // while it has no carrier), after the configured trackers.
@@ -119,7 +121,17 @@ impl Runner {
                 .copied()
                 .zip(cfg.vip_prefix.iter().copied().chain(std::iter::repeat(32)))
                 .collect(),
-        );
+        )
+        .on_interfaces(&cfg.vip_interfaces);
+        let mut frames = Vec::new();
+        for dev in vips.interfaces() {
+            let index = rvs_sys::iface::lookup(&dev)
+                .map_err(|e| ctx(e, &format!("interface {dev}")))?
+                .index;
+            let mac = rvs_sys::iface::mac(&dev).map_err(|e| ctx(e, &format!("interface {dev}")))?;
+            let sender = FrameSender::open(index).map_err(|e| ctx(e, "AF_PACKET socket"))?;
+            frames.push((dev, sender, mac));
+        }
         let inst = VrrpInstance::new(cfg.vrrp)
             .map_err(|e| io::Error::other(format!("vrrp_instance {}: {e}", cfg.name)))?;
         Ok(Runner {
@@ -132,7 +144,6 @@ impl Runner {
             rx,
             tx,
             frames,
-            mac,
             vips,
             garp_interval: Duration::from_millis(cfg.garp_interval_ms),
             garp_queue: VecDeque::new(),
@@ -144,6 +155,7 @@ impl Runner {
             index,
             status,
             hook,
+            group,
             adverts_in: 0,
             adverts_dropped: 0,
             adverts_out: 0,
@@ -165,7 +177,11 @@ impl Runner {
         while !stop.load(Ordering::SeqCst) {
             self.poll_trackers();
             let now = self.now();
-            let mut wait = MAX_SLEEP;
+            let mut wait = if self.group.is_some() {
+                group::POLL
+            } else {
+                MAX_SLEEP
+            };
             if let Some(t) = self.inst.poll_timeout() {
                 wait = wait.min(Duration::from_millis(t.saturating_sub(now)));
             }
@@ -194,6 +210,11 @@ impl Runner {
             if self.inst.poll_timeout().is_some_and(|t| t <= now) {
                 self.inst.handle_timeout(now);
             }
+            if let Some(g) = &self.group {
+                for cmd in g.commands() {
+                    self.inst.group(now, cmd);
+                }
+            }
             self.drain();
             self.send_garps();
         }
@@ -212,6 +233,12 @@ impl Runner {
         }
         let up = link_up(&self.interface);
         self.inst.set_tracker(now, self.own_link, up);
+        if let Some(g) = &self.group {
+            let own = self.inst.own_fault();
+            if own != g.published_own_fault() {
+                g.set_own_fault(own);
+            }
+        }
     }
 
     fn received(&mut self, pkt: &[u8]) {
@@ -270,6 +297,13 @@ impl Runner {
                     if let Some(h) = &self.hook {
                         h(&self.name, to);
                     }
+                    if let Some(g) = &self.group {
+                        let view = rvs_core::vrrp::GroupMember {
+                            state: to,
+                            own_fault: self.inst.own_fault(),
+                        };
+                        g.moved(view, from, reason);
+                    }
                 }
                 Action::PriorityChanged { from, to } => {
                     tracing::info!(instance = %self.name, from, to, "VRRP priority");
@@ -326,9 +360,13 @@ impl Runner {
                 return;
             }
             self.garp_queue.pop_front();
-            let frame = wire::gratuitous_arp(self.mac, ip);
-            if let Err(e) = self.frames.send(&frame) {
-                tracing::warn!(instance = %self.name, %ip, error = %e, "cannot send gratuitous ARP");
+            // Announced on the interface the address is on.
+            let dev = self.vips.interface_of(IpAddr::V4(ip));
+            if let Some((_, sender, mac)) = self.frames.iter().find(|(d, _, _)| d == dev) {
+                let frame = wire::gratuitous_arp(*mac, ip);
+                if let Err(e) = sender.send(&frame) {
+                    tracing::warn!(instance = %self.name, %ip, interface = %dev, error = %e, "cannot send gratuitous ARP");
+                }
             }
             self.next_garp = now + self.garp_interval;
         }
@@ -360,25 +398,31 @@ impl Runner {
             ]);
             cmds.push(a);
         }
-        for argv in cmds {
-            let Some((prog, args)) = argv.split_first() else {
-                continue;
-            };
-            match Command::new(prog).args(args).stdin(Stdio::null()).spawn() {
-                // Reaped on a thread of its own: a slow script never holds
-                // the VRRP loop up.
-                Ok(mut child) => {
-                    let name = self.name.clone();
-                    std::thread::spawn(move || match child.wait() {
-                        Ok(s) if !s.success() => {
-                            tracing::warn!(instance = %name, status = %s, "notify command failed")
-                        }
-                        _ => {}
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(instance = %self.name, command = %prog, error = %e, "cannot run notify command")
-                }
+        run_commands(&self.name, cmds);
+    }
+}
+
+/// Starts each notify argv of `cmds` in the background (`name`, the
+/// instance or group, is for the logs).
+pub(crate) fn run_commands(name: &str, cmds: Vec<Vec<String>>) {
+    for argv in cmds {
+        let Some((prog, args)) = argv.split_first() else {
+            continue;
+        };
+        match Command::new(prog).args(args).stdin(Stdio::null()).spawn() {
+            // Reaped on a thread of its own: a slow script never holds
+            // the VRRP loop up.
+            Ok(mut child) => {
+                let name = name.to_string();
+                std::thread::spawn(move || match child.wait() {
+                    Ok(s) if !s.success() => {
+                        tracing::warn!(instance = %name, status = %s, "notify command failed")
+                    }
+                    _ => {}
+                });
+            }
+            Err(e) => {
+                tracing::error!(instance = %name, command = %prog, error = %e, "cannot run notify command")
             }
         }
     }

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod addr;
+mod group;
 mod instance;
 pub mod sync;
 
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use addr::{VipManager, interface_ipv4};
+pub use group::SyncGroupConfig;
 pub use instance::{link_up, parse_ipv4};
 use rvs_core::vrrp::{VrrpConfig, VrrpState};
 
@@ -72,6 +74,10 @@ pub struct InstanceConfig {
     pub vrrp: VrrpConfig,
     /// Prefix length of each virtual address (same order as `vrrp.vips`).
     pub vip_prefix: Vec<u8>,
+    /// The interface of each virtual address (same order as `vrrp.vips`;
+    /// a missing entry is `interface`): where it is added and where its
+    /// gratuitous ARPs go out.
+    pub vip_interfaces: Vec<String>,
     /// 3 (RFC 5798) or 2 (RFC 3768, keepalived's default).
     pub version: u8,
     /// Unicast peers: adverts go to each of them rather than to the group,
@@ -135,10 +141,36 @@ impl Vrrp {
     /// a missing interface or no CAP_NET_RAW) and starts them, each on its
     /// own thread. `hook` hears every state change.
     pub fn start(instances: Vec<InstanceConfig>, hook: Option<StateHook>) -> std::io::Result<Vrrp> {
+        Vrrp::start_with_groups(instances, Vec::new(), hook)
+    }
+
+    /// As [`Vrrp::start`], with sync groups: the members of each group
+    /// change state together (keepalived's `vrrp_sync_group`).
+    pub fn start_with_groups(
+        instances: Vec<InstanceConfig>,
+        groups: Vec<SyncGroupConfig>,
+        hook: Option<StateHook>,
+    ) -> std::io::Result<Vrrp> {
+        let mut membership: Vec<Option<group::Membership>> = std::iter::repeat_with(|| None)
+            .take(instances.len())
+            .collect();
+        for g in &groups {
+            for (&i, m) in g.members.iter().zip(group::memberships(g)) {
+                let slot = membership.get_mut(i).ok_or_else(|| {
+                    std::io::Error::other(format!("sync group {}: no instance {i}", g.name))
+                })?;
+                if slot.replace(m).is_some() {
+                    return Err(std::io::Error::other(format!(
+                        "sync group {}: instance {i} is in two groups",
+                        g.name
+                    )));
+                }
+            }
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(Vec::new()));
         let mut ready = Vec::new();
-        for (i, cfg) in instances.into_iter().enumerate() {
+        for ((i, cfg), member) in instances.into_iter().enumerate().zip(membership) {
             status
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -155,6 +187,7 @@ impl Vrrp {
                 i,
                 status.clone(),
                 hook.clone(),
+                member,
             )?);
         }
         let threads = ready

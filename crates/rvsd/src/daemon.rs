@@ -181,6 +181,7 @@ fn start_vrrp(
             interface: i.interface.clone(),
             vrrp,
             vip_prefix: i.vip_prefix.clone(),
+            vip_interfaces: i.vip_interfaces.clone(),
             version: i.version,
             unicast_peers: i.unicast_peers.clone(),
             garp_interval_ms: i.garp_interval_ms,
@@ -194,9 +195,28 @@ fn start_vrrp(
             trackers,
         });
     }
-    let n = instances.len();
-    let v = rvs_ha::Vrrp::start(instances, hook).map_err(|e| format!("VRRP: {e}"))?;
-    tracing::info!(instances = n, "VRRP running");
+    let groups = cfg
+        .vrrp_sync_groups
+        .iter()
+        .map(|g| {
+            let [master, backup, fault, stop, any] = g.notify.clone();
+            rvs_ha::SyncGroupConfig {
+                name: g.name.clone(),
+                members: g.members.clone(),
+                notify: rvs_ha::Notify {
+                    master,
+                    backup,
+                    fault,
+                    stop,
+                    any,
+                },
+            }
+        })
+        .collect::<Vec<_>>();
+    let (n, ng) = (instances.len(), groups.len());
+    let v = rvs_ha::Vrrp::start_with_groups(instances, groups, hook)
+        .map_err(|e| format!("VRRP: {e}"))?;
+    tracing::info!(instances = n, sync_groups = ng, "VRRP running");
     Ok(Some(v))
 }
 
