@@ -589,3 +589,110 @@ fn a_nat_pair_with_the_gateway_on_another_interface_fails_over() {
     }
     nat_pair_fails_over(Layout::OneInstance, "o");
 }
+
+/// The members of a sync group move together: the master's private link
+/// goes down, so the gateway's instance is in FAULT, and the VIP's
+/// instance follows it into FAULT although its own link is up; the backup
+/// takes both. With the link back, the group leaves FAULT and the master
+/// (higher priority, preempting) takes both back. The group's `notify`
+/// hears each change.
+#[test]
+fn a_sync_group_goes_to_fault_and_back_together() {
+    if !root_or_skip("a_sync_group_goes_to_fault_and_back_together") {
+        return;
+    }
+    let n = build("f");
+    let dir = Dir::new();
+    let record = |name: &str| {
+        let path = dir.0.join(format!("{name}.events"));
+        (
+            path.clone(),
+            format!(
+                "notify = [\"/bin/sh\", \"-c\", \"echo \\\"$*\\\" >> {}\", \"notify\"]\n",
+                path.display()
+            ),
+        )
+    };
+    let (ev1, notify1) = record("d1");
+    let (ev2, notify2) = record("d2");
+    let start = |ns: &Netns, name: &str, priority: u8, notify: &str| {
+        let conf = dir.file(
+            &format!("{name}.toml"),
+            &(config(Layout::SyncGroup, priority) + notify),
+        );
+        let log = dir.0.join(format!("{name}.log"));
+        let child = ns
+            .command(env!("CARGO_BIN_EXE_rvsd"))
+            .arg("--config")
+            .arg(&conf)
+            .arg("--control")
+            .arg(dir.0.join(format!("{name}.sock")))
+            .arg("--no-metrics")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        (ChildGuard(child), log)
+    };
+    let both = |ns: &Netns| has(ns, "eth0", VIP) && has(ns, "eth1", GATEWAY);
+    let none = |ns: &Netns| !has(ns, "eth0", VIP) && !has(ns, "eth1", GATEWAY);
+    let events = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+
+    let (_d1, log1) = start(&n.d1, "d1", 150, &notify1);
+    assert!(
+        wait_for(Duration::from_secs(10), || both(&n.d1)),
+        "{}",
+        logs(&[&log1])
+    );
+    let (_d2, log2) = start(&n.d2, "d2", 100, &notify2);
+    assert!(
+        wait_for(Duration::from_secs(5), || events(&ev2)
+            .contains("GROUP G1 BACKUP 0")),
+        "d2's group never reported BACKUP: {:?}\n{}",
+        events(&ev2),
+        logs(&[&log1, &log2])
+    );
+    assert!(both(&n.d1) && none(&n.d2));
+
+    // Only the private link fails: VI_2 is FAULT, VI_1 follows it.
+    n.d1.ip(&["link", "set", "eth1", "down"]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || both(&n.d2)
+            && !has(&n.d1, "eth0", VIP)),
+        "the group did not fail over together: d1 {} {}, d2 {} {}\n{}",
+        has(&n.d1, "eth0", VIP),
+        has(&n.d1, "eth1", GATEWAY),
+        has(&n.d2, "eth0", VIP),
+        has(&n.d2, "eth1", GATEWAY),
+        logs(&[&log1, &log2])
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || events(&ev1)
+            .contains("GROUP G1 FAULT 0")
+            && events(&ev2).contains("GROUP G1 MASTER 0")),
+        "d1: {:?}, d2: {:?}",
+        events(&ev1),
+        events(&ev2)
+    );
+
+    // The link is back: the group leaves FAULT and d1 preempts with both.
+    n.d1.ip(&["link", "set", "eth1", "up"]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || both(&n.d1) && none(&n.d2)),
+        "d1 did not take both addresses back: d1 {} {}, d2 {} {}\n{}",
+        has(&n.d1, "eth0", VIP),
+        has(&n.d1, "eth1", GATEWAY),
+        has(&n.d2, "eth0", VIP),
+        has(&n.d2, "eth1", GATEWAY),
+        logs(&[&log1, &log2])
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || events(&ev1)
+            .ends_with("GROUP G1 MASTER 0\n")
+            && events(&ev2).ends_with("GROUP G1 BACKUP 0\n")),
+        "d1: {:?}, d2: {:?}",
+        events(&ev1),
+        events(&ev2)
+    );
+}
