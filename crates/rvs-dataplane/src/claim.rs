@@ -9,8 +9,10 @@
 //!
 //! - packets to each service's VIP and port (the whole address for a
 //!   port-zero service), and
-//! - for masq servers, packets from the server's address and port (the
-//!   replies the data plane translates).
+//! - for masq servers, packets from the server's address and port to an
+//!   address that is not the director's own (the replies the data plane
+//!   translates; a server's answers to the director's health checks stay
+//!   the kernel's).
 //!
 //! An `ETH_P_ALL` packet socket still sees these frames: its tap runs
 //! before netfilter. ARP, ND, and all other traffic (SSH, the control API)
@@ -126,6 +128,13 @@ fn rule(out: &mut String, ifs: &str, e: &Endpoint, dir: &str) {
     );
     if e.port != 0 {
         let _ = write!(out, " th {port_key} {}", e.port);
+    }
+    if dir != "d" {
+        // A server's packets to the director's own addresses (answers to
+        // its health checks, to an operator's ssh or curl) are the
+        // kernel's: only replies on their way to clients are the data
+        // plane's.
+        out.push_str(" fib daddr type != local");
     }
     out.push_str(" drop\n");
 }
@@ -276,8 +285,8 @@ table inet rvs_a_b_c {\n\
 \t\ttype filter hook prerouting priority raw - 10; policy accept;\n\
 \t\tiifname { \"eth0\", \"eth1\" } meta l4proto tcp ip daddr 203.0.113.10 th dport 80 drop\n\
 \t\tiifname { \"eth0\", \"eth1\" } meta l4proto udp ip6 daddr 2001:db8::10 drop\n\
-\t\tiifname { \"eth0\", \"eth1\" } meta l4proto tcp ip saddr 198.51.100.2 th sport 8080 drop\n\
-\t\tiifname { \"eth0\", \"eth1\" } meta l4proto udp ip6 saddr 2001:db8:1::2 drop\n\
+\t\tiifname { \"eth0\", \"eth1\" } meta l4proto tcp ip saddr 198.51.100.2 th sport 8080 fib daddr type != local drop\n\
+\t\tiifname { \"eth0\", \"eth1\" } meta l4proto udp ip6 saddr 2001:db8:1::2 fib daddr type != local drop\n\
 \t}\n\
 }\n";
         assert_eq!(got, want);

@@ -88,7 +88,7 @@ fn the_claim_silences_the_kernel_but_not_the_packet_socket_and_goes_away() {
         "{listed}"
     );
     assert!(
-        listed.contains("ip saddr 198.51.100.21 tcp sport 80 drop"),
+        listed.contains("ip saddr 198.51.100.21 tcp sport 80 fib daddr type != local drop"),
         "{listed}"
     );
 

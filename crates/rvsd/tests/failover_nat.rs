@@ -343,6 +343,22 @@ fn short_request() -> Result<(), String> {
     Ok(())
 }
 
+/// One short request straight to `addr` (not through the VIP).
+fn direct_request(addr: &str) -> Result<(), String> {
+    let addr: SocketAddr = format!("{addr}:{SHORT}").parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"ping\n").map_err(|e| format!("write: {e}"))?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).map_err(|e| format!("read: {e}"))?;
+    if got.len() != ANSWER {
+        return Err(format!("{} bytes of {ANSWER}", got.len()));
+    }
+    Ok(())
+}
+
 /// A short request's start, end and outcome.
 type Outcome = (Instant, Instant, Result<(), String>);
 
@@ -414,8 +430,10 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
                 total += k;
             }
         });
-    // The loop of short requests, every 20 ms, bounded in count and time.
-    let loop_stop = stop.clone();
+    // The loop of short requests, every 20 ms, bounded in count and time;
+    // stopped before the server so that no request meets a closed listener.
+    let short_stop = Arc::new(AtomicBool::new(false));
+    let loop_stop = short_stop.clone();
     let short = n.client.thread(move || -> Vec<Outcome> {
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(40);
@@ -455,6 +473,15 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
             .collect::<Vec<_>>(),
         logs(&[&log1, &log2])
     );
+    // Each director still reaches the real server itself, as its health
+    // checks do: the claim takes the server's replies to clients only.
+    for (ns, name) in [(&n.d1, "d1"), (&n.d2, "d2")] {
+        let r = ns.within(|| direct_request(SERVER)).unwrap();
+        assert!(
+            r.is_ok(),
+            "{name} cannot reach the real server itself: {r:?}"
+        );
+    }
     let before = rt.block_on(c1.services()).unwrap();
     assert!(
         before.services.iter().all(|s| s.stats.outpkts > 0),
@@ -508,8 +535,9 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
     let long = long.join().unwrap().unwrap();
     // Some short requests after the takeover, then stop the loop.
     std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::SeqCst);
+    short_stop.store(true, Ordering::SeqCst);
     let outcomes = short.join().unwrap().unwrap();
+    stop.store(true, Ordering::SeqCst);
     let served = server.join().unwrap();
     let (total, ended) = long.unwrap_or_else(|e| {
         panic!(
