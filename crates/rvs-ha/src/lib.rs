@@ -8,9 +8,12 @@
 //! - sends adverts (VRRPv3 by default, VRRPv2 with `version = 2`) with TTL
 //!   255 and TOS 0xc0 from the instance's primary address, as keepalived;
 //! - sends gratuitous ARP through an AF_PACKET socket
-//!   ([`rvs_sys::frame::FrameSender`]), spaced by `garp_interval`;
-//! - adds and removes the virtual addresses with `ip addr`, and on start
+//!   ([`rvs_sys::frame::FrameSender`]) out of each virtual address's own
+//!   interface, spaced by `garp_interval`;
+//! - adds and removes the virtual addresses with `ip addr` (each on the
+//!   instance's interface or the one its entry names), and on start
 //!   removes any configured virtual address a previous run left behind;
+//! - moves the members of a sync group together ([`SyncGroupConfig`]);
 //! - runs the notify commands on state changes;
 //! - polls tracked interfaces (the instance's own interface always: a
 //!   link without carrier is FAULT, as in keepalived).

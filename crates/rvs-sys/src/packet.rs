@@ -167,7 +167,7 @@ impl FrameMeta {
     /// address, promiscuous mode). The kernel drops such frames rather
     /// than routing them.
     pub fn for_other_host(&self) -> bool {
-        self.pkttype == libc::PACKET_OTHERHOST as u8
+        self.pkttype == libc::PACKET_OTHERHOST
     }
 }
 

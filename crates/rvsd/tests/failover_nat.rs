@@ -155,8 +155,7 @@ fn build(tag: &str) -> Net {
 }
 
 fn config(layout: Layout, priority: u8) -> String {
-    let head = format!(
-        r#"
+    let head = r#"
 [dataplane]
 mode = "packet"
 interfaces = ["eth0", "eth1"]
@@ -168,7 +167,7 @@ vrrp_instance = "VI_1"
 interface = "eth1"
 sync_id = 7
 "#
-    );
+    .to_string();
     let advert = ADVERT_MS as f64 / 1000.0;
     let instances = match layout {
         Layout::SyncGroup => format!(
@@ -469,7 +468,7 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
         "the backup forwarded packets while backup: {:?}\n{}",
         idle.services
             .iter()
-            .map(|s| (s.id.clone(), s.stats.inpkts, s.stats.outpkts))
+            .map(|s| (s.id, s.stats.inpkts, s.stats.outpkts))
             .collect::<Vec<_>>(),
         logs(&[&log1, &log2])
     );
