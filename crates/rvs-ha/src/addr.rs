@@ -161,3 +161,31 @@ pub fn interface_ipv4(interface: &str, exclude: &[IpAddr]) -> io::Result<Ipv4Add
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::VipManager;
+    use std::net::IpAddr;
+
+    #[test]
+    fn each_address_goes_on_its_own_interface() {
+        let a: IpAddr = "192.0.2.100".parse().unwrap();
+        let b: IpAddr = "198.51.100.1".parse().unwrap();
+        let c: IpAddr = "198.51.100.2".parse().unwrap();
+        let m = VipManager::new("eth0", vec![(a, 24), (b, 24), (c, 32)]).on_interfaces(&[
+            "eth0".into(),
+            "eth1".into(),
+            "eth1".into(),
+        ]);
+        assert_eq!(m.interface_of(a), "eth0");
+        assert_eq!(m.interface_of(b), "eth1");
+        assert_eq!(m.interface_of(c), "eth1");
+        // Not one of ours: the instance's interface.
+        assert_eq!(m.interface_of("203.0.113.1".parse().unwrap()), "eth0");
+        assert_eq!(m.interfaces(), vec!["eth0", "eth1"]);
+        // Without `dev` everything stays on the instance's interface.
+        let plain = VipManager::new("eth0", vec![(a, 24), (b, 24)]);
+        assert_eq!(plain.interfaces(), vec!["eth0"]);
+        assert_eq!(plain.interface_of(b), "eth0");
+    }
+}
