@@ -139,7 +139,10 @@ pub struct VrrpInstanceSpec {
     /// Seconds between adverts; default 1.
     #[serde(default = "default_advert_int")]
     pub advert_int: Seconds,
-    /// `ADDR` or `ADDR/PREFIX` (default prefix 32).
+    /// `ADDR`, `ADDR/PREFIX` (default prefix 32), either followed by
+    /// `dev IFNAME` to put the address on another interface than the
+    /// instance's (keepalived's form, e.g. a NAT gateway address on the
+    /// private segment).
     pub virtual_ipaddress: Vec<String>,
     /// Do not take over from a lower-priority master.
     #[serde(default)]
@@ -253,6 +256,9 @@ pub struct VrrpInstance {
     pub track_services: Vec<(rvs_core::model::ServiceKey, u32)>,
     /// Prefix length of each virtual address.
     pub vip_prefix: Vec<u8>,
+    /// The interface each virtual address is put on and announced from:
+    /// the entry's `dev`, else the instance's interface.
+    pub vip_interfaces: Vec<String>,
     /// 2 or 3.
     pub version: u8,
     /// Unicast peers (of the instance's family).
@@ -266,13 +272,17 @@ pub struct VrrpInstance {
     pub auth_pass: Option<[u8; rvs_wire::vrrp::V2_AUTH_LEN]>,
 }
 
-fn parse_vip(s: &str) -> Result<(IpAddr, u8), String> {
-    let (a, p) = match s.split_once('/') {
+/// One `virtual_ipaddress` entry: `ADDR[/PREFIX] [dev IFNAME]`, as
+/// keepalived writes it (`"198.51.100.1/24 dev eth1"`). Returns the
+/// address, its prefix length and the interface named by `dev`, if any.
+fn parse_vip(s: &str) -> Result<(IpAddr, u8, Option<String>), String> {
+    let mut words = s.split_whitespace();
+    let first = words.next().unwrap_or("");
+    let (a, p) = match first.split_once('/') {
         Some((a, p)) => (a, Some(p)),
-        None => (s, None),
+        None => (first, None),
     };
     let ip: IpAddr = a
-        .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not an address (ADDR or ADDR/PREFIX)"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
@@ -284,7 +294,26 @@ fn parse_vip(s: &str) -> Result<(IpAddr, u8), String> {
             .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
         None => max,
     };
-    Ok((ip, prefix))
+    let mut dev = None;
+    while let Some(word) = words.next() {
+        match word {
+            "dev" => {
+                let name = words
+                    .next()
+                    .ok_or_else(|| format!("{s:?}: dev needs an interface name"))?;
+                check_interface_name(name).map_err(|m| format!("{s:?}: {m}"))?;
+                if dev.replace(name.to_string()).is_some() {
+                    return Err(format!("{s:?}: dev is given twice"));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "{s:?}: {other:?} is not supported here (ADDR[/PREFIX] [dev IFNAME])"
+                ));
+            }
+        }
+    }
+    Ok((ip, prefix, dev))
 }
 
 impl VrrpInstanceSpec {
@@ -335,8 +364,10 @@ impl VrrpInstanceSpec {
         }
         let mut vips = Vec::new();
         let mut prefixes = Vec::new();
+        let mut vip_interfaces = Vec::new();
         for (i, s) in self.virtual_ipaddress.iter().enumerate() {
-            let (ip, p) = parse_vip(s).map_err(|m| (at.key("virtual_ipaddress").index(i), m))?;
+            let (ip, p, dev) =
+                parse_vip(s).map_err(|m| (at.key("virtual_ipaddress").index(i), m))?;
             if let Some(first) = vips.first()
                 && family(first) != family(&ip)
             {
@@ -359,6 +390,7 @@ impl VrrpInstanceSpec {
             }
             vips.push(ip);
             prefixes.push(p);
+            vip_interfaces.push(dev.unwrap_or_else(|| self.interface.clone()));
         }
         if self.virtual_ipaddress.len() > 255 {
             return Err((
@@ -496,6 +528,7 @@ impl VrrpInstanceSpec {
                 .collect(),
             track_services,
             vip_prefix: prefixes,
+            vip_interfaces,
             version: self.version,
             unicast_peers: self.unicast_peer.clone(),
             garp_interval_ms: self.garp_interval.0,
@@ -573,6 +606,127 @@ impl VrrpInstanceSpec {
 
 fn family(ip: &IpAddr) -> &'static str {
     if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// `[[vrrp_sync_group]]` as written: keepalived's `vrrp_sync_group`, VRRP
+/// instances that change state together (the outside VIP and the real
+/// servers' gateway address of a NAT director, typically).
+///
+/// ```toml
+/// [[vrrp_sync_group]]
+/// name = "G1"
+/// group = ["VI_1", "VI_2"]
+/// notify_master = "/usr/local/bin/group-master"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpSyncGroupSpec {
+    /// The group name (notify arguments, logs).
+    pub name: String,
+    /// The `[[vrrp_instance]]` names of the members; an instance belongs
+    /// to one group at most.
+    pub group: Vec<String>,
+    /// Run when the group enters MASTER (every member is master).
+    #[serde(default)]
+    pub notify_master: Option<Argv>,
+    /// Run when the group enters BACKUP (every member is backup).
+    #[serde(default)]
+    pub notify_backup: Option<Argv>,
+    /// Run when the group enters FAULT (a member is in fault).
+    #[serde(default)]
+    pub notify_fault: Option<Argv>,
+    /// Run when the group stops.
+    #[serde(default)]
+    pub notify_stop: Option<Argv>,
+    /// Run on every change of the group's state with `GROUP NAME STATE 0`
+    /// appended (a group has no priority of its own).
+    #[serde(default)]
+    pub notify: Option<Argv>,
+}
+
+/// A checked `[[vrrp_sync_group]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpSyncGroup {
+    /// Name.
+    pub name: String,
+    /// The members, as indices into [`crate::Config::vrrp_instances`], in
+    /// the order written.
+    pub members: Vec<usize>,
+    /// Notify argvs: master, backup, fault, stop, any.
+    pub notify: [Option<Vec<String>>; 5],
+}
+
+fn notify_argv(a: &Option<Argv>, key: &'static str) -> Result<Option<Vec<String>>, (Path, String)> {
+    match a {
+        None => Ok(None),
+        Some(a) => {
+            let v = a.to_vec();
+            if v.is_empty() || v[0].is_empty() {
+                Err((Path::root().key(key), format!("{key} needs a command")))
+            } else {
+                Ok(Some(v))
+            }
+        }
+    }
+}
+
+impl VrrpSyncGroupSpec {
+    /// The checked group, given the instances already checked and the
+    /// groups before this one; or the key at fault (relative to the
+    /// group's table) and what is wrong.
+    pub fn to_group(
+        &self,
+        instances: &[VrrpInstance],
+        earlier: &[VrrpSyncGroup],
+    ) -> Result<VrrpSyncGroup, (Path, String)> {
+        let at = Path::root();
+        if self.name.is_empty() {
+            return Err((at.key("name"), "name must not be empty".into()));
+        }
+        if earlier.iter().any(|g| g.name == self.name) {
+            return Err((
+                at.key("name"),
+                format!("duplicate vrrp_sync_group {:?}", self.name),
+            ));
+        }
+        if self.group.is_empty() {
+            return Err((
+                at.key("group"),
+                "group needs at least one vrrp_instance name".into(),
+            ));
+        }
+        let mut members = Vec::new();
+        for (j, name) in self.group.iter().enumerate() {
+            let p = at.key("group").index(j);
+            let Some(i) = instances.iter().position(|x| &x.name == name) else {
+                return Err((p, format!("no [[vrrp_instance]] is named {name:?}")));
+            };
+            if members.contains(&i) {
+                return Err((p, format!("{name:?} is listed twice")));
+            }
+            if let Some(g) = earlier.iter().find(|g| g.members.contains(&i)) {
+                return Err((
+                    p,
+                    format!(
+                        "vrrp_instance {name:?} is already in vrrp_sync_group {:?}: an instance belongs to one group at most",
+                        g.name
+                    ),
+                ));
+            }
+            members.push(i);
+        }
+        Ok(VrrpSyncGroup {
+            name: self.name.clone(),
+            members,
+            notify: [
+                notify_argv(&self.notify_master, "notify_master")?,
+                notify_argv(&self.notify_backup, "notify_backup")?,
+                notify_argv(&self.notify_fault, "notify_fault")?,
+                notify_argv(&self.notify_stop, "notify_stop")?,
+                notify_argv(&self.notify, "notify")?,
+            ],
+        })
+    }
 }
 
 /// `[sync]`'s `role`.

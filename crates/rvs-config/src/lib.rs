@@ -38,7 +38,9 @@ use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
 pub use diff::{Op, diff};
-pub use failover::{SyncRoleSetting, SyncSpec, VrrpInstance, VrrpInstanceSpec};
+pub use failover::{
+    SyncRoleSetting, SyncSpec, VrrpInstance, VrrpInstanceSpec, VrrpSyncGroup, VrrpSyncGroupSpec,
+};
 pub use health::{
     CheckSpec, CheckType, HealthPlan, HealthSettings, HealthSpec, Seconds, ServerHealthSettings,
     ServiceHealthSettings,
@@ -82,6 +84,13 @@ pub struct ConfigFile {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub vrrp_instances: Vec<VrrpInstanceSpec>,
+    /// `[[vrrp_sync_group]]`: instances that change state together.
+    #[serde(
+        default,
+        rename = "vrrp_sync_group",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub vrrp_sync_groups: Vec<VrrpSyncGroupSpec>,
     /// `[sync]`: connection synchronisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncSpec>,
@@ -124,6 +133,10 @@ pub struct Config {
     pub vrrp_instance_specs: Vec<VrrpInstanceSpec>,
     /// The VRRP instances, checked, in file order.
     pub vrrp_instances: Vec<VrrpInstance>,
+    /// The sync groups as written (checked).
+    pub vrrp_sync_group_specs: Vec<VrrpSyncGroupSpec>,
+    /// The sync groups, checked, in file order.
+    pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
     /// `[sync]`, checked.
     pub sync: Option<SyncSpec>,
 }
@@ -170,6 +183,7 @@ impl Config {
             health: self.health.clone(),
             services: self.services.iter().map(|s| s.spec.clone()).collect(),
             vrrp_instances: self.vrrp_instance_specs.clone(),
+            vrrp_sync_groups: self.vrrp_sync_group_specs.clone(),
             sync: self.sync.clone(),
         }
     }
@@ -368,6 +382,14 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
         }
         vrrp_instances.push(inst);
     }
+    let mut vrrp_sync_groups: Vec<VrrpSyncGroup> = Vec::new();
+    for (i, spec) in raw.vrrp_sync_groups.iter().enumerate() {
+        let at = top.key("vrrp_sync_group").index(i);
+        let g = spec
+            .to_group(&vrrp_instances, &vrrp_sync_groups)
+            .map_err(|(p, m)| loc.at_path(&at.join(&p), m))?;
+        vrrp_sync_groups.push(g);
+    }
     if let Some(sync) = &raw.sync {
         sync.check(&vrrp_instances)
             .map_err(|(p, m)| loc.at_path(&top.key("sync").join(&p), m))?;
@@ -376,6 +398,8 @@ fn check(raw: &ConfigFile, loc: &Located<'_>) -> Result<Config, ConfigError> {
         sync: raw.sync.clone(),
         vrrp_instance_specs: raw.vrrp_instances.clone(),
         vrrp_instances,
+        vrrp_sync_group_specs: raw.vrrp_sync_groups.clone(),
+        vrrp_sync_groups,
         director: raw.director.clone(),
         metrics: raw.metrics.clone(),
         control: raw.control.clone(),

@@ -49,7 +49,11 @@
 //!
 //! VLAN-tagged frames (the kernel strips the tag into the ring header;
 //! forwarding the bare frame would move it to the untagged network) are
-//! counted and not forwarded. Frames truncated by the ring (longer than
+//! counted and not forwarded. So are frames addressed to another host's
+//! MAC, which a bridge floods to every port while it does not know where
+//! that MAC is (after the other director of a pair died, for one): the
+//! kernel would not route them, and a backup director that forwarded
+//! them would act on traffic it does not own. Frames truncated by the ring (longer than
 //! a 2 KiB receive slot, or a block with V3 rings) and frames too long
 //! for a transmit slot (GSO/GRO super-frames: turn those offloads off on
 //! the interfaces) are counted and dropped.
@@ -189,6 +193,7 @@ struct IoCounters {
     tx_too_big: AtomicU64,
     rx_truncated: AtomicU64,
     vlan_skipped: AtomicU64,
+    other_host: AtomicU64,
     ring_drops: AtomicU64,
     tx_errors: AtomicU64,
 }
@@ -212,6 +217,8 @@ pub struct DataplaneCounters {
     pub rx_truncated: u64,
     /// VLAN-tagged frames not forwarded.
     pub vlan_skipped: u64,
+    /// Frames addressed to another host's MAC, left alone.
+    pub other_host: u64,
     /// Frames the kernel dropped for want of receive ring space.
     pub ring_drops: u64,
     /// Failed transmit kicks.
@@ -412,6 +419,7 @@ impl Dataplane {
             tx_too_big: r(&io.tx_too_big),
             rx_truncated: r(&io.rx_truncated),
             vlan_skipped: r(&io.vlan_skipped),
+            other_host: r(&io.other_host),
             ring_drops: r(&io.ring_drops),
             tx_errors: r(&io.tx_errors),
         }
@@ -573,6 +581,7 @@ struct BatchCounts {
     tx_too_big: u64,
     rx_truncated: u64,
     vlan_skipped: u64,
+    other_host: u64,
 }
 
 impl BatchCounts {
@@ -588,6 +597,7 @@ impl BatchCounts {
         add(&io.tx_too_big, self.tx_too_big);
         add(&io.rx_truncated, self.rx_truncated);
         add(&io.vlan_skipped, self.vlan_skipped);
+        add(&io.other_host, self.other_host);
     }
 }
 
@@ -693,6 +703,10 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>, busy_poll: Duration) {
                 n.rx_frames += 1;
                 if meta.vlan_tci.is_some() {
                     n.vlan_skipped += 1;
+                    continue;
+                }
+                if meta.for_other_host() {
+                    n.other_host += 1;
                     continue;
                 }
                 if (meta.len as usize) > frame.len() {

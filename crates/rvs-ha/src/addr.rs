@@ -9,11 +9,14 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
-/// Adds and removes one instance's virtual addresses.
+/// Adds and removes one instance's virtual addresses, each on its own
+/// interface (the instance's unless the address names another with `dev`).
 #[derive(Debug, Clone)]
 pub struct VipManager {
     interface: String,
     vips: Vec<(IpAddr, u8)>,
+    /// The interface of each entry of `vips` (same order).
+    devs: Vec<String>,
 }
 
 fn ip(args: &[&str]) -> io::Result<std::process::Output> {
@@ -25,6 +28,7 @@ impl VipManager {
     pub fn new(interface: &str, vips: Vec<(IpAddr, u8)>) -> VipManager {
         VipManager {
             interface: interface.to_string(),
+            devs: vec![interface.to_string(); vips.len()],
             vips,
         }
     }
@@ -32,6 +36,35 @@ impl VipManager {
     /// The addresses and prefix lengths it knows.
     pub fn vips(&self) -> Vec<(IpAddr, u8)> {
         self.vips.clone()
+    }
+
+    /// Puts the `i`th address on `per_vip[i]` rather than on the
+    /// instance's interface (keepalived's `ADDR dev IFNAME`); missing
+    /// entries keep the instance's interface.
+    pub fn on_interfaces(mut self, per_vip: &[String]) -> VipManager {
+        for (dev, d) in self.devs.iter_mut().zip(per_vip) {
+            dev.clone_from(d);
+        }
+        self
+    }
+
+    /// The interface `a` goes on.
+    pub fn interface_of(&self, a: IpAddr) -> &str {
+        self.vips
+            .iter()
+            .position(|(v, _)| *v == a)
+            .map_or(&self.interface, |i| &self.devs[i])
+    }
+
+    /// Every interface an address goes on, the instance's first, each once.
+    pub fn interfaces(&self) -> Vec<String> {
+        let mut out = vec![self.interface.clone()];
+        for d in &self.devs {
+            if !out.contains(d) {
+                out.push(d.clone());
+            }
+        }
+        out
     }
 
     fn prefix_of(&self, a: IpAddr) -> u8 {
@@ -45,7 +78,8 @@ impl VipManager {
     pub fn add(&self, addrs: &[IpAddr]) {
         for a in addrs {
             let cidr = format!("{a}/{}", self.prefix_of(*a));
-            let mut args = vec!["addr", "add", &cidr, "dev", &self.interface];
+            let dev = self.interface_of(*a);
+            let mut args = vec!["addr", "add", &cidr, "dev", dev];
             // An IPv6 virtual address is usable at once: duplicate address
             // detection would hold it tentative for a second or more, and
             // the other router holding it is what VRRP already rules out.
@@ -54,7 +88,7 @@ impl VipManager {
             }
             match ip(&args) {
                 Ok(o) if o.status.success() => {
-                    tracing::info!(vip = %cidr, interface = %self.interface, "virtual address added");
+                    tracing::info!(vip = %cidr, interface = %dev, "virtual address added");
                 }
                 Ok(o) => {
                     let err = String::from_utf8_lossy(&o.stderr);
@@ -71,9 +105,10 @@ impl VipManager {
     pub fn del(&self, addrs: &[IpAddr]) {
         for a in addrs {
             let cidr = format!("{a}/{}", self.prefix_of(*a));
-            match ip(&["addr", "del", &cidr, "dev", &self.interface]) {
+            let dev = self.interface_of(*a);
+            match ip(&["addr", "del", &cidr, "dev", dev]) {
                 Ok(o) if o.status.success() => {
-                    tracing::info!(vip = %cidr, interface = %self.interface, "virtual address removed");
+                    tracing::info!(vip = %cidr, interface = %dev, "virtual address removed");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(vip = %cidr, error = %e, "cannot run ip"),
@@ -85,16 +120,18 @@ impl VipManager {
     /// previous run that died as master left them (keepalived does the same
     /// at start-up).
     pub fn remove_leftovers(&self) {
-        let present = addresses(&self.interface).unwrap_or_default();
-        let left: Vec<IpAddr> = self
-            .vips
-            .iter()
-            .map(|(a, _)| *a)
-            .filter(|a| present.contains(a))
-            .collect();
-        if !left.is_empty() {
-            tracing::warn!(interface = %self.interface, vips = ?left, "removing virtual addresses left by a previous run");
-            self.del(&left);
+        for dev in self.interfaces() {
+            let present = addresses(&dev).unwrap_or_default();
+            let left: Vec<IpAddr> = self
+                .vips
+                .iter()
+                .map(|(a, _)| *a)
+                .filter(|a| self.interface_of(*a) == dev && present.contains(a))
+                .collect();
+            if !left.is_empty() {
+                tracing::warn!(interface = %dev, vips = ?left, "removing virtual addresses left by a previous run");
+                self.del(&left);
+            }
         }
     }
 }
@@ -155,4 +192,32 @@ pub fn interface_link_local(interface: &str, exclude: &[IpAddr]) -> io::Result<I
                  (is IPv6 on and the link up? or set unicast_src_ip)"
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VipManager;
+    use std::net::IpAddr;
+
+    #[test]
+    fn each_address_goes_on_its_own_interface() {
+        let a: IpAddr = "192.0.2.100".parse().unwrap();
+        let b: IpAddr = "198.51.100.1".parse().unwrap();
+        let c: IpAddr = "198.51.100.2".parse().unwrap();
+        let m = VipManager::new("eth0", vec![(a, 24), (b, 24), (c, 32)]).on_interfaces(&[
+            "eth0".into(),
+            "eth1".into(),
+            "eth1".into(),
+        ]);
+        assert_eq!(m.interface_of(a), "eth0");
+        assert_eq!(m.interface_of(b), "eth1");
+        assert_eq!(m.interface_of(c), "eth1");
+        // Not one of ours: the instance's interface.
+        assert_eq!(m.interface_of("203.0.113.1".parse().unwrap()), "eth0");
+        assert_eq!(m.interfaces(), vec!["eth0", "eth1"]);
+        // Without `dev` everything stays on the instance's interface.
+        let plain = VipManager::new("eth0", vec![(a, 24), (b, 24)]);
+        assert_eq!(plain.interfaces(), vec!["eth0"]);
+        assert_eq!(plain.interface_of(b), "eth0");
+    }
 }

@@ -16,6 +16,7 @@ use rvs_wire::vrrp::{self as wire, IP_PROTO, MCAST_V4, MCAST_V6};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::addr::VipManager;
+use crate::group::{self, Membership};
 use crate::{InstanceConfig, InstanceStatus, Notify, StateHook, TrackFn};
 
 /// Longest sleep between two looks at the stop flag and the trackers.
@@ -35,14 +36,15 @@ pub(crate) struct Runner {
     peers: Vec<IpAddr>,
     rx: Socket,
     tx: Socket,
-    frames: FrameSender,
-    mac: [u8; 6],
     /// Source of unsolicited neighbour advertisements: the interface's
     /// link-local address (IPv6 instances).
     na_src: Option<Ipv6Addr>,
     /// The Router flag of those advertisements: set when the interface
     /// forwards IPv6 (RFC 5798 §6.4.2: a virtual router sets it).
     na_router: bool,
+    /// One gratuitous ARP sender per interface the addresses go on:
+    /// (interface, sender, the interface's MAC).
+    frames: Vec<(String, FrameSender, [u8; 6])>,
     vips: VipManager,
     garp_interval: Duration,
     garp_queue: VecDeque<IpAddr>,
@@ -56,6 +58,7 @@ pub(crate) struct Runner {
     epoch: Instant,
     status: Arc<Mutex<Vec<InstanceStatus>>>,
     hook: Option<StateHook>,
+    group: Option<Membership>,
     adverts_in: u64,
     adverts_dropped: u64,
     adverts_out: u64,
@@ -77,11 +80,11 @@ impl Runner {
         mut cfg: InstanceConfig,
         status: Arc<Mutex<Vec<InstanceStatus>>>,
         hook: Option<StateHook>,
+        group: Option<Membership>,
     ) -> io::Result<Runner> {
         let src = cfg.vrrp.primary_addr;
         let iface = rvs_sys::iface::lookup(&cfg.interface)
             .map_err(|e| ctx(e, &format!("interface {}", cfg.interface)))?;
-        let mac = rvs_sys::iface::mac(&cfg.interface)?;
         let (rx, tx) = match src {
             IpAddr::V4(src) => open_v4(&cfg, iface.index, src)?,
             IpAddr::V6(src) => open_v6(&cfg, iface.index, src)?,
@@ -98,7 +101,6 @@ impl Runner {
             cfg.interface
         ))
         .is_ok_and(|s| s.trim() == "1");
-        let frames = FrameSender::open(iface.index).map_err(|e| ctx(e, "AF_PACKET socket"))?;
 
         // The instance's own interface is tracked with weight 0 (FAULT
         // while it has no carrier), after the configured trackers.
@@ -117,7 +119,17 @@ impl Runner {
                 .copied()
                 .zip(cfg.vip_prefix.iter().copied().chain(std::iter::repeat(32)))
                 .collect(),
-        );
+        )
+        .on_interfaces(&cfg.vip_interfaces);
+        let mut frames = Vec::new();
+        for dev in vips.interfaces() {
+            let index = rvs_sys::iface::lookup(&dev)
+                .map_err(|e| ctx(e, &format!("interface {dev}")))?
+                .index;
+            let mac = rvs_sys::iface::mac(&dev).map_err(|e| ctx(e, &format!("interface {dev}")))?;
+            let sender = FrameSender::open(index).map_err(|e| ctx(e, "AF_PACKET socket"))?;
+            frames.push((dev, sender, mac));
+        }
         // Without a ready timeout the instance is ready from the start.
         let gated = cfg.vrrp.ready_timeout_ms.is_some();
         let inst = VrrpInstance::new(cfg.vrrp)
@@ -134,7 +146,6 @@ impl Runner {
             rx,
             tx,
             frames,
-            mac,
             na_src,
             na_router,
             vips,
@@ -149,6 +160,7 @@ impl Runner {
             epoch: Instant::now(),
             status,
             hook,
+            group,
             adverts_in: 0,
             adverts_dropped: 0,
             adverts_out: 0,
@@ -220,7 +232,8 @@ impl Runner {
             Ok(()) => {
                 self.own_link = own_link;
                 self.trackers = cfg.trackers;
-                let manager = VipManager::new(&cfg.interface, vips);
+                let manager =
+                    VipManager::new(&cfg.interface, vips).on_interfaces(&cfg.vip_interfaces);
                 if self.inst.state() == VrrpState::Master && !reprefixed.is_empty() {
                     self.vips.del(&reprefixed);
                     manager.add(&reprefixed);
@@ -242,7 +255,18 @@ impl Runner {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    pub(crate) fn run(mut self, stop: &AtomicBool, update: &Mutex<Option<InstanceConfig>>) {
+    /// Makes the instance a member of a sync group (or of none).
+    pub(crate) fn join_group(&mut self, group: Option<Membership>) {
+        self.group = group;
+    }
+
+    /// Runs until `stop`; gives back the sync-group membership, so that a
+    /// restart of the same instance (a reload) stays in its group.
+    pub(crate) fn run(
+        mut self,
+        stop: &AtomicBool,
+        update: &Mutex<Option<InstanceConfig>>,
+    ) -> Option<Membership> {
         self.vips.remove_leftovers();
         // The trackers' first reading decides whether the start is FAULT.
         self.poll_trackers();
@@ -257,7 +281,11 @@ impl Runner {
             }
             self.poll_trackers();
             let now = self.now();
-            let mut wait = MAX_SLEEP;
+            let mut wait = if self.group.is_some() {
+                group::POLL
+            } else {
+                MAX_SLEEP
+            };
             if let Some(t) = self.inst.poll_timeout() {
                 wait = wait.min(Duration::from_millis(t.saturating_sub(now)));
             }
@@ -292,6 +320,11 @@ impl Runner {
             if self.inst.poll_timeout().is_some_and(|t| t <= now) {
                 self.inst.handle_timeout(now);
             }
+            if let Some(g) = &self.group {
+                for cmd in g.commands() {
+                    self.inst.group(now, cmd);
+                }
+            }
             self.drain();
             self.poll_ready_gate();
             self.send_garps();
@@ -301,6 +334,7 @@ impl Runner {
         self.drain();
         // The stop advert went out; the last gratuitous ARPs do not matter.
         self.garp_queue.clear();
+        self.group.take()
     }
 
     fn poll_trackers(&mut self) {
@@ -311,6 +345,12 @@ impl Runner {
         }
         let up = link_up(&self.interface);
         self.inst.set_tracker(now, self.own_link, up);
+        if let Some(g) = &self.group {
+            let own = self.inst.own_fault();
+            if own != g.published_own_fault() {
+                g.set_own_fault(own);
+            }
+        }
     }
 
     /// Opens the state machine's ready gate when the resynchronisation is
@@ -444,6 +484,13 @@ impl Runner {
                     if let Some(h) = &self.hook {
                         h(&self.name, to);
                     }
+                    if let Some(g) = &self.group {
+                        let view = rvs_core::vrrp::GroupMember {
+                            state: to,
+                            own_fault: self.inst.own_fault(),
+                        };
+                        g.moved(view, from, reason);
+                    }
                 }
                 Action::PriorityChanged { from, to } => {
                     tracing::info!(instance = %self.name, from, to, "VRRP priority");
@@ -520,16 +567,19 @@ impl Runner {
                 return;
             }
             self.garp_queue.pop_front();
-            let sent = match ip {
-                IpAddr::V4(v4) => self.frames.send(&wire::gratuitous_arp(self.mac, v4)),
-                IpAddr::V6(v6) => {
-                    let src = self.na_src.unwrap_or(Ipv6Addr::UNSPECIFIED);
-                    self.frames
-                        .send(&wire::unsolicited_na(self.mac, src, v6, self.na_router))
+            // Announced on the interface the address is on.
+            let dev = self.vips.interface_of(ip);
+            if let Some((_, sender, mac)) = self.frames.iter().find(|(d, _, _)| d == dev) {
+                let sent = match ip {
+                    IpAddr::V4(v4) => sender.send(&wire::gratuitous_arp(*mac, v4)),
+                    IpAddr::V6(v6) => {
+                        let src = self.na_src.unwrap_or(Ipv6Addr::UNSPECIFIED);
+                        sender.send(&wire::unsolicited_na(*mac, src, v6, self.na_router))
+                    }
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(instance = %self.name, %ip, interface = %dev, error = %e, "cannot send gratuitous ARP / neighbour advertisement");
                 }
-            };
-            if let Err(e) = sent {
-                tracing::warn!(instance = %self.name, %ip, error = %e, "cannot send gratuitous ARP / neighbour advertisement");
             }
             self.next_garp = now + self.garp_interval;
         }
@@ -561,25 +611,31 @@ impl Runner {
             ]);
             cmds.push(a);
         }
-        for argv in cmds {
-            let Some((prog, args)) = argv.split_first() else {
-                continue;
-            };
-            match Command::new(prog).args(args).stdin(Stdio::null()).spawn() {
-                // Reaped on a thread of its own: a slow script never holds
-                // the VRRP loop up.
-                Ok(mut child) => {
-                    let name = self.name.clone();
-                    std::thread::spawn(move || match child.wait() {
-                        Ok(s) if !s.success() => {
-                            tracing::warn!(instance = %name, status = %s, "notify command failed")
-                        }
-                        _ => {}
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(instance = %self.name, command = %prog, error = %e, "cannot run notify command")
-                }
+        run_commands(&self.name, cmds);
+    }
+}
+
+/// Starts each notify argv of `cmds` in the background (`name`, the
+/// instance or group, is for the logs).
+pub(crate) fn run_commands(name: &str, cmds: Vec<Vec<String>>) {
+    for argv in cmds {
+        let Some((prog, args)) = argv.split_first() else {
+            continue;
+        };
+        match Command::new(prog).args(args).stdin(Stdio::null()).spawn() {
+            // Reaped on a thread of its own: a slow script never holds
+            // the VRRP loop up.
+            Ok(mut child) => {
+                let name = name.to_string();
+                std::thread::spawn(move || match child.wait() {
+                    Ok(s) if !s.success() => {
+                        tracing::warn!(instance = %name, status = %s, "notify command failed")
+                    }
+                    _ => {}
+                });
+            }
+            Err(e) => {
+                tracing::error!(instance = %name, command = %prog, error = %e, "cannot run notify command")
             }
         }
     }

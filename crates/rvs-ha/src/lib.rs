@@ -11,9 +11,12 @@
 //!   255 and TOS 0xc0 from the instance's primary address, as keepalived;
 //! - sends gratuitous ARP (IPv4) or unsolicited neighbour advertisements
 //!   (IPv6) through an AF_PACKET socket
-//!   ([`rvs_sys::frame::FrameSender`]), spaced by `garp_interval`;
-//! - adds and removes the virtual addresses with `ip addr`, and on start
+//!   ([`rvs_sys::frame::FrameSender`]) out of each virtual address's own
+//!   interface, spaced by `garp_interval`;
+//! - adds and removes the virtual addresses with `ip addr` (each on the
+//!   instance's interface or the one its entry names), and on start
 //!   removes any configured virtual address a previous run left behind;
+//! - moves the members of a sync group together ([`SyncGroupConfig`]);
 //! - runs the notify commands on state changes;
 //! - polls tracked interfaces (the instance's own interface always: a
 //!   link without carrier is FAULT, as in keepalived).
@@ -25,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod addr;
+mod group;
 mod instance;
 pub mod sync;
 
@@ -34,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use addr::{VipManager, interface_ipv4, interface_link_local};
+pub use group::SyncGroupConfig;
 pub use instance::{link_up, parse_ipv4};
 use rvs_core::vrrp::{VrrpConfig, VrrpState};
 
@@ -76,6 +81,10 @@ pub struct InstanceConfig {
     pub vrrp: VrrpConfig,
     /// Prefix length of each virtual address (same order as `vrrp.vips`).
     pub vip_prefix: Vec<u8>,
+    /// The interface of each virtual address (same order as `vrrp.vips`;
+    /// a missing entry is `interface`): where it is added and where its
+    /// gratuitous ARPs go out.
+    pub vip_interfaces: Vec<String>,
     /// 3 (RFC 5798) or 2 (RFC 3768, keepalived's default).
     pub version: u8,
     /// Unicast peers: adverts go to each of them rather than to the group,
@@ -137,7 +146,9 @@ struct Running {
     identity: Identity,
     stop: Arc<AtomicBool>,
     update: Arc<Mutex<Option<InstanceConfig>>>,
-    thread: JoinHandle<()>,
+    /// Gives back the instance's sync-group membership, if any, for a
+    /// restart of the same instance.
+    thread: JoinHandle<Option<group::Membership>>,
 }
 
 /// What a reload cannot change in place (the sockets and the state
@@ -149,6 +160,8 @@ struct Identity {
     primary: IpAddr,
     version: u8,
     peers: Vec<IpAddr>,
+    /// The interfaces the addresses go on (a sender is opened for each).
+    vip_interfaces: Vec<String>,
 }
 
 impl Identity {
@@ -159,6 +172,7 @@ impl Identity {
             primary: c.vrrp.primary_addr,
             version: c.version,
             peers: c.unicast_peers.clone(),
+            vip_interfaces: c.vip_interfaces.clone(),
         }
     }
 }
@@ -200,22 +214,50 @@ impl Vrrp {
     /// a missing interface or no CAP_NET_RAW) and starts them, each on its
     /// own thread. `hook` hears every state change.
     pub fn start(instances: Vec<InstanceConfig>, hook: Option<StateHook>) -> std::io::Result<Vrrp> {
-        Vrrp::start_on(StatusBoard::default(), instances, hook)
+        Vrrp::start_on(StatusBoard::default(), instances, Vec::new(), hook)
     }
 
-    /// [`Vrrp::start`], reporting on `board`.
+    /// As [`Vrrp::start`], with sync groups: the members of each group
+    /// change state together (keepalived's `vrrp_sync_group`).
+    pub fn start_with_groups(
+        instances: Vec<InstanceConfig>,
+        groups: Vec<SyncGroupConfig>,
+        hook: Option<StateHook>,
+    ) -> std::io::Result<Vrrp> {
+        Vrrp::start_on(StatusBoard::default(), instances, groups, hook)
+    }
+
+    /// [`Vrrp::start_with_groups`], reporting on `board`.
     pub fn start_on(
         board: StatusBoard,
         instances: Vec<InstanceConfig>,
+        groups: Vec<SyncGroupConfig>,
         hook: Option<StateHook>,
     ) -> std::io::Result<Vrrp> {
+        let mut membership: Vec<Option<group::Membership>> = std::iter::repeat_with(|| None)
+            .take(instances.len())
+            .collect();
+        for g in &groups {
+            for (&i, m) in g.members.iter().zip(group::memberships(g)) {
+                let slot = membership.get_mut(i).ok_or_else(|| {
+                    std::io::Error::other(format!("sync group {}: no instance {i}", g.name))
+                })?;
+                if slot.replace(m).is_some() {
+                    return Err(std::io::Error::other(format!(
+                        "sync group {}: instance {i} is in two groups",
+                        g.name
+                    )));
+                }
+            }
+        }
         let mut v = Vrrp {
             running: Vec::new(),
             status: board,
             hook,
         };
         let opened = v.open_all(instances)?;
-        for (id, r) in opened {
+        for ((id, mut r), m) in opened.into_iter().zip(membership) {
+            r.join_group(m);
             v.spawn(id, r)?;
         }
         Ok(v)
@@ -229,7 +271,8 @@ impl Vrrp {
             .into_iter()
             .map(|cfg| {
                 let id = Identity::of(&cfg);
-                instance::Runner::open(cfg, self.status.clone(), self.hook.clone()).map(|r| (id, r))
+                instance::Runner::open(cfg, self.status.clone(), self.hook.clone(), None)
+                    .map(|r| (id, r))
             })
             .collect()
     }
@@ -289,6 +332,7 @@ impl Vrrp {
             .collect();
         let opened = self.open_all(to_open)?;
         // Stop what goes away or restarts, before the new sockets start.
+        let mut kept_groups: Vec<(String, group::Membership)> = Vec::new();
         let mut i = 0;
         while i < self.running.len() {
             let name = &self.running[i].name;
@@ -296,8 +340,12 @@ impl Vrrp {
             if !keep.contains(name) || restart {
                 let r = self.running.remove(i);
                 r.stop.store(true, Ordering::SeqCst);
-                let _ = r.thread.join();
-                if !restart {
+                let membership = r.thread.join().ok().flatten();
+                if restart {
+                    if let Some(m) = membership {
+                        kept_groups.push((r.name.clone(), m));
+                    }
+                } else {
                     self.status
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -314,7 +362,11 @@ impl Vrrp {
                 *r.update.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg);
             }
         }
-        for (id, r) in opened {
+        for (id, mut r) in opened {
+            // A restarted member stays in its sync group; groups themselves
+            // are read at start only.
+            let at = kept_groups.iter().position(|(n, _)| n == r.name());
+            r.join_group(at.map(|i| kept_groups.swap_remove(i).1));
             self.spawn(id, r)?;
         }
         Ok(sum)

@@ -160,6 +160,17 @@ pub struct FrameMeta {
     pub pkttype: u8,
 }
 
+impl FrameMeta {
+    /// Whether the frame was addressed to another host's MAC
+    /// (`PACKET_OTHERHOST`): it reached this socket only because the link
+    /// delivered it anyway (a bridge flooding a frame for an unknown
+    /// address, promiscuous mode). The kernel drops such frames rather
+    /// than routing them.
+    pub fn for_other_host(&self) -> bool {
+        self.pkttype == libc::PACKET_OTHERHOST
+    }
+}
+
 /// The shared mapping of both rings.
 #[derive(Debug)]
 struct Mapping {

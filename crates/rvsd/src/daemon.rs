@@ -160,9 +160,11 @@ fn start_vrrp(
         return Ok(None);
     }
     let instances = vrrp_instances(cfg, control, gate.as_ref())?;
-    let n = instances.len();
-    let v = rvs_ha::Vrrp::start_on(board, instances, hook).map_err(|e| format!("VRRP: {e}"))?;
-    tracing::info!(instances = n, "VRRP running");
+    let groups = sync_groups(cfg);
+    let (n, ng) = (instances.len(), groups.len());
+    let v =
+        rvs_ha::Vrrp::start_on(board, instances, groups, hook).map_err(|e| format!("VRRP: {e}"))?;
+    tracing::info!(instances = n, sync_groups = ng, "VRRP running");
     Ok(Some(v))
 }
 
@@ -224,6 +226,7 @@ pub(crate) fn vrrp_instances(
             interface: i.interface.clone(),
             vrrp,
             vip_prefix: i.vip_prefix.clone(),
+            vip_interfaces: i.vip_interfaces.clone(),
             version: i.version,
             unicast_peers: i.unicast_peers.clone(),
             auth_pass: i.auth_pass,
@@ -240,6 +243,27 @@ pub(crate) fn vrrp_instances(
         });
     }
     Ok(instances)
+}
+
+/// The `[[vrrp_sync_group]]`s as the I/O layer runs them.
+pub(crate) fn sync_groups(cfg: &rvs_config::Config) -> Vec<rvs_ha::SyncGroupConfig> {
+    cfg.vrrp_sync_groups
+        .iter()
+        .map(|g| {
+            let [master, backup, fault, stop, any] = g.notify.clone();
+            rvs_ha::SyncGroupConfig {
+                name: g.name.clone(),
+                members: g.members.clone(),
+                notify: rvs_ha::Notify {
+                    master,
+                    backup,
+                    fault,
+                    stop,
+                    any,
+                },
+            }
+        })
+        .collect()
 }
 
 /// The data plane's control API plus the sync daemons (`--start-daemon`,

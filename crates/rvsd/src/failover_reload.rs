@@ -51,6 +51,7 @@ impl Failover {
             None if n > 0 => match rvs_ha::Vrrp::start_on(
                 self.board.clone(),
                 instances,
+                crate::daemon::sync_groups(cfg),
                 Some(self.vrrp_hook.clone()),
             ) {
                 Ok(v) => {

@@ -223,6 +223,7 @@ impl Collector for PacketCollector {
             ("tx_too_big", c.tx_too_big),
             ("rx_truncated", c.rx_truncated),
             ("vlan_tagged", c.vlan_skipped),
+            ("other_host", c.other_host),
             ("rx_ring_full", c.ring_drops),
         ] {
             drops.push((vec![("reason", k.to_string())], v));

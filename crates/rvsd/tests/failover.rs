@@ -4,18 +4,19 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use common::Dir;
+use common::vrrp::{Observer, first_from, last_from, takeover_bound};
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
 const VIP: &str = "192.0.2.100";
+/// The third host's address: the observer of the timed tests.
+const OBSERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 
 /// Namespaces on one bridge: a switch namespace holding the bridge, and
 /// hosts with `eth0` at 192.0.2.(i+1)/24.
@@ -240,39 +241,6 @@ fn keepalived_preempts_rvsd() {
     assert!(!has_vip(r));
 }
 
-/// Every VRRP advert seen on the segment: (time, source, priority).
-type Seen = Arc<Mutex<Vec<(Instant, Ipv4Addr, u8)>>>;
-
-/// Listens for adverts in `ns` (an observer on the bridge) until `stop`.
-fn observe(
-    ns: &Netns,
-    stop: Arc<AtomicBool>,
-) -> (Seen, std::thread::JoinHandle<std::io::Result<()>>) {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let seen: Seen = Arc::default();
-    let out = seen.clone();
-    let h = ns.thread(move || {
-        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
-        // The observer's own address names the interface (no routes here).
-        s.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &Ipv4Addr::new(192, 0, 2, 3))
-            .unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let mut buf = [0u8; 2048];
-        while !stop.load(Ordering::SeqCst) {
-            if let Ok(n) = (&s).read(&mut buf)
-                && n >= 20 + 8
-            {
-                let ihl = usize::from(buf[0] & 0xf) * 4;
-                let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
-                out.lock()
-                    .unwrap()
-                    .push((Instant::now(), src, buf[ihl + 2]));
-            }
-        }
-    });
-    (seen, h)
-}
-
 /// Two rvsd directors; the master is killed with SIGKILL and its link goes
 /// down: the backup must hold the VIP within 3 × advert_int + skew + 200 ms
 /// of the last advert it received from the master.
@@ -284,8 +252,7 @@ fn backup_rvsd_takes_over_within_the_bound() {
     let lan = Lan::new("c", 3);
     let dir = Dir::new();
     let (m, b, obs) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen, watcher) = observe(obs, stop.clone());
+    let observer = Observer::start(obs, &[OBSERVER]);
     let advert_ms = 100u64;
     let backup_prio = 100u64;
     let (mut master, mlog) = start_rvsd(m, &dir, "master", &rvsd_config(200, "0.1"));
@@ -315,30 +282,12 @@ fn backup_rvsd_takes_over_within_the_bound() {
         logs(&[&mlog, &blog])
     );
     // Let the new master's adverts reach the observer.
-    assert!(wait_for(Duration::from_secs(2), || seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(_, s, _)| *s == backup_ip)));
-    stop.store(true, Ordering::SeqCst);
-    watcher.join().unwrap().unwrap();
-
-    let seen = seen.lock().unwrap();
-    let last_master = seen
-        .iter()
-        .filter(|(_, s, _)| *s == master_ip)
-        .map(|(t, _, _)| *t)
-        .max()
-        .expect("the observer saw the master's adverts");
-    let first_backup = seen
-        .iter()
-        .filter(|(_, s, _)| *s == backup_ip)
-        .map(|(t, _, _)| *t)
-        .min()
-        .expect("the observer saw the new master's adverts");
+    let seen = observer.stop_after_advert_from(backup_ip, Duration::from_secs(2));
+    let last_master = last_from(&seen, master_ip).expect("the observer saw the master's adverts");
+    let first_backup =
+        first_from(&seen, backup_ip).expect("the observer saw the new master's adverts");
     let takeover = first_backup.duration_since(last_master);
-    let skew = (256 - backup_prio) * advert_ms / 256;
-    let bound = Duration::from_millis(3 * advert_ms + skew + 200);
+    let bound = takeover_bound(advert_ms, backup_prio);
     eprintln!(
         "takeover: {} ms after the last advert of the master (bound {} ms)",
         takeover.as_millis(),
@@ -357,7 +306,6 @@ fn backup_rvsd_takes_over_within_the_bound() {
 
     // The killed master left its VIP behind; a new run removes it on start
     // and, with a lower priority, stays backup.
-    drop(seen);
     assert!(has_vip(m), "a SIGKILLed rvsd cannot have removed its VIP");
     m.ip(&["link", "set", "eth0", "up"]).unwrap();
     let (_again, alog) = start_rvsd(m, &dir, "again", &rvsd_config(50, "0.1"));
@@ -381,8 +329,7 @@ fn sigterm_hands_over_after_the_skew_time() {
     let lan = Lan::new("d", 3);
     let dir = Dir::new();
     let (m, b, obs) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen, watcher) = observe(obs, stop.clone());
+    let observer = Observer::start(obs, &[OBSERVER]);
     let (mut master, mlog) = start_rvsd(m, &dir, "master", &rvsd_config(200, "1"));
     assert!(
         wait_for(Duration::from_secs(10), || has_vip(m)),
@@ -404,25 +351,13 @@ fn sigterm_hands_over_after_the_skew_time() {
         "{}",
         logs(&[&mlog, &blog])
     );
-    assert!(wait_for(Duration::from_secs(2), || seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(_, s, _)| *s == backup_ip)));
-    stop.store(true, Ordering::SeqCst);
-    watcher.join().unwrap().unwrap();
-    let seen = seen.lock().unwrap();
+    let seen = observer.stop_after_advert_from(backup_ip, Duration::from_secs(2));
     let stop_advert = seen
         .iter()
         .find(|(_, s, p)| *s == Ipv4Addr::new(192, 0, 2, 1) && *p == 0)
         .map(|(t, _, _)| *t)
         .expect("the master sent a priority-0 advert");
-    let first_backup = seen
-        .iter()
-        .filter(|(_, s, _)| *s == backup_ip)
-        .map(|(t, _, _)| *t)
-        .min()
-        .unwrap();
+    let first_backup = first_from(&seen, backup_ip).unwrap();
     let takeover = first_backup.duration_since(stop_advert);
     // Skew at priority 100 and 1 s: (256 − 100) × 1000 / 256 = 609 ms; the
     // master-down interval would be 3609 ms.

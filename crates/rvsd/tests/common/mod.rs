@@ -64,3 +64,4 @@ impl Drop for Dir {
 }
 
 pub mod real;
+pub mod vrrp;

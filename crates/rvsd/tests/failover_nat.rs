@@ -1,0 +1,725 @@
+//! A NAT director pair fails over without losing connections (root only).
+//!
+//! Two rvsd directors on the packet data plane run a masquerading (NAT)
+//! service; the real server sits on a private segment and its default
+//! gateway is a VRRP address held by the master, next to the VIP on the
+//! client's segment. `[sync]` follows the VRRP state. The master is
+//! SIGKILLed and its links taken down (a dead host); the backup must take
+//! the VIP and the gateway within 3 × advert_int + skew + 200 ms of the
+//! master's last advert, a long rate-limited transfer must complete byte
+//! for byte without a reset, and a loop of short requests must see errors
+//! only for requests caught in the takeover gap.
+//!
+//! Two layouts, as keepalived users write them: the VIP and the gateway in
+//! two instances of one `[[vrrp_sync_group]]`, and both in one instance
+//! with the gateway written `"198.51.100.1/24 dev eth1"`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Dir;
+use common::vrrp::{Observer, first_from, last_from, takeover_bound};
+use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
+
+const CLIENT: &str = "192.0.2.10";
+const VIP: &str = "192.0.2.100";
+const GATEWAY: &str = "198.51.100.1";
+const SERVER: &str = "198.51.100.21";
+const D1_LAN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const D2_LAN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+const D1_PRIV: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+const D2_PRIV: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
+const OBS_LAN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 4);
+const OBS_PRIV: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 4);
+/// Port of the long transfer and of the short requests.
+const LONG: u16 = 80;
+const SHORT: u16 = 81;
+/// 16 KiB × 1000 every 5 ms: about 16 MB over at least 5 s.
+const CHUNK: usize = 16 * 1024;
+const CHUNKS: usize = 1000;
+/// Size of one short answer.
+const ANSWER: usize = 4096;
+const ADVERT_MS: u64 = 200;
+const BACKUP_PRIORITY: u64 = 100;
+
+/// The byte at `offset` of the long transfer: a pattern that a lost,
+/// repeated or reordered segment would break.
+fn pattern(offset: usize) -> u8 {
+    (offset % 251) as u8 ^ (offset / 251 % 256) as u8
+}
+
+/// How the VIP and the gateway address are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// VI_1 (VIP on eth0) and VI_2 (gateway on eth1) in one sync group.
+    SyncGroup,
+    /// VI_1 holds both, the gateway with `dev eth1`.
+    OneInstance,
+}
+
+struct Net {
+    client: Netns,
+    d1: Netns,
+    d2: Netns,
+    rs: Netns,
+    obs: Netns,
+    // Last: the hosts' veths go with them, then the bridges.
+    _switch: Netns,
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "fn{tag}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Connects `dev` of `host` (address `addr`) to `bridge` in the switch
+/// namespace through port `port`, with the offloads off (test-machines.md).
+fn plug(switch: &Netns, bridge: &str, port: &str, host: &Netns, dev: &str, addr: &str) {
+    switch
+        .ip(&[
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            dev,
+            "netns",
+            host.name(),
+        ])
+        .unwrap();
+    switch
+        .ip(&["link", "set", port, "master", bridge, "up"])
+        .unwrap();
+    host.ip(&["addr", "add", addr, "dev", dev]).unwrap();
+    host.ip(&["link", "set", dev, "up"]).unwrap();
+    for (ns, d) in [(host, dev), (switch, port)] {
+        ns.exec(
+            "ethtool",
+            &[
+                "-K", d, "tso", "off", "gso", "off", "gro", "off", "tx", "off",
+            ],
+        )
+        .unwrap();
+    }
+}
+
+fn build(tag: &str) -> Net {
+    let base = unique(tag);
+    let switch = Netns::new(&format!("{base}sw")).unwrap();
+    for br in ["lan", "priv"] {
+        switch
+            .ip(&["link", "add", br, "type", "bridge", "mcast_snooping", "0"])
+            .unwrap();
+        switch.ip(&["link", "set", br, "up"]).unwrap();
+    }
+    let n = Net {
+        client: Netns::new(&format!("{base}c")).unwrap(),
+        d1: Netns::new(&format!("{base}d1")).unwrap(),
+        d2: Netns::new(&format!("{base}d2")).unwrap(),
+        rs: Netns::new(&format!("{base}rs")).unwrap(),
+        obs: Netns::new(&format!("{base}o")).unwrap(),
+        _switch: switch,
+    };
+    let sw = &n._switch;
+    plug(sw, "lan", "pc", &n.client, "eth0", &format!("{CLIENT}/24"));
+    plug(sw, "lan", "pd1", &n.d1, "eth0", &format!("{D1_LAN}/24"));
+    plug(sw, "lan", "pd2", &n.d2, "eth0", &format!("{D2_LAN}/24"));
+    plug(sw, "lan", "po", &n.obs, "eth0", &format!("{OBS_LAN}/24"));
+    plug(sw, "priv", "qd1", &n.d1, "eth1", &format!("{D1_PRIV}/24"));
+    plug(sw, "priv", "qd2", &n.d2, "eth1", &format!("{D2_PRIV}/24"));
+    plug(sw, "priv", "qo", &n.obs, "eth1", &format!("{OBS_PRIV}/24"));
+    plug(sw, "priv", "qr", &n.rs, "eth0", &format!("{SERVER}/24"));
+    // The real server answers through the floating gateway: whichever
+    // director holds it gets the replies to un-NAT.
+    n.rs.ip(&["route", "add", "default", "via", GATEWAY])
+        .unwrap();
+    for ns in [&n.client, &n.rs] {
+        ns.sysctl("net.ipv4.tcp_tw_reuse", "1").unwrap();
+    }
+    n.client
+        .sysctl("net.ipv4.ip_local_port_range", "10000 60000")
+        .unwrap();
+    n
+}
+
+fn config(layout: Layout, priority: u8) -> String {
+    let head = r#"
+[dataplane]
+mode = "packet"
+interfaces = ["eth0", "eth1"]
+workers = 1
+
+[sync]
+role = "vrrp"
+vrrp_instance = "VI_1"
+interface = "eth1"
+sync_id = 7
+"#
+    .to_string();
+    let advert = ADVERT_MS as f64 / 1000.0;
+    let instances = match layout {
+        Layout::SyncGroup => format!(
+            r#"
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 51
+priority = {priority}
+advert_int = {advert}
+virtual_ipaddress = ["{VIP}/24"]
+
+[[vrrp_instance]]
+name = "VI_2"
+interface = "eth1"
+virtual_router_id = 52
+priority = {priority}
+advert_int = {advert}
+virtual_ipaddress = ["{GATEWAY}/24"]
+
+[[vrrp_sync_group]]
+name = "G1"
+group = ["VI_1", "VI_2"]
+"#
+        ),
+        Layout::OneInstance => format!(
+            r#"
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 51
+priority = {priority}
+advert_int = {advert}
+virtual_ipaddress = ["{VIP}/24", "{GATEWAY}/24 dev eth1"]
+"#
+        ),
+    };
+    head + &instances
+}
+
+fn start_rvsd(
+    ns: &Netns,
+    dir: &Dir,
+    name: &str,
+    layout: Layout,
+    priority: u8,
+) -> (ChildGuard, std::path::PathBuf, std::path::PathBuf) {
+    let conf = dir.file(&format!("{name}.toml"), &config(layout, priority));
+    let rules = dir.file(
+        &format!("{name}.rules"),
+        &format!(
+            "-A -t {VIP}:{LONG} -s rr\n-a -t {VIP}:{LONG} -r {SERVER}:{LONG} -m\n\
+             -A -t {VIP}:{SHORT} -s rr\n-a -t {VIP}:{SHORT} -r {SERVER}:{SHORT} -m\n"
+        ),
+    );
+    let sock = dir.0.join(format!("{name}.sock"));
+    let log = dir.0.join(format!("{name}.log"));
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--config")
+        .arg(&conf)
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--control")
+        .arg(&sock)
+        .arg("--no-metrics")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (ChildGuard(child), sock, log)
+}
+
+fn has(ns: &Netns, dev: &str, addr: &str) -> bool {
+    ns.ip(&["-j", "addr", "show", "dev", dev])
+        .is_ok_and(|s| s.contains(&format!("\"local\":\"{addr}\"")))
+}
+
+fn logs(paths: &[&std::path::Path]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            format!(
+                "--- {}\n{}",
+                p.display(),
+                std::fs::read_to_string(p).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// The real server: the long transfer on LONG to its first client, and
+/// an answer of ANSWER bytes to every short request on SHORT, until
+/// `stop` (or a minute).
+fn serve(n: &Net, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<std::io::Result<()>> {
+    let long_stop = stop.clone();
+    let long = n.rs.thread(move || -> std::io::Result<()> {
+        let l = TcpListener::bind(("0.0.0.0", LONG))?;
+        l.set_nonblocking(true)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut s = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if long_stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                        return Err(std::io::Error::other("no client"));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        s.set_nonblocking(false)?;
+        s.set_write_timeout(Some(Duration::from_secs(20)))?;
+        let mut chunk = vec![0u8; CHUNK];
+        for i in 0..CHUNKS {
+            for (j, b) in chunk.iter_mut().enumerate() {
+                *b = pattern(i * CHUNK + j);
+            }
+            s.write_all(&chunk)?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        Ok(())
+    });
+    let short = n.rs.thread(move || -> std::io::Result<()> {
+        let l = TcpListener::bind(("0.0.0.0", SHORT))?;
+        l.set_nonblocking(true)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let answer = vec![b'a'; ANSWER];
+        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false)?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    let mut req = [0u8; 5];
+                    // A request lost in the takeover gap is the client's
+                    // error to count; the server goes on.
+                    if s.read_exact(&mut req).is_ok() && &req == b"ping\n" {
+                        let _ = s.write_all(&answer);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    std::thread::spawn(move || {
+        let a = long.join().unwrap().and_then(|r| r);
+        let b = short.join().unwrap().and_then(|r| r);
+        a.and(b)
+    })
+}
+
+/// One short request through the VIP: connect, `ping`, the whole answer.
+fn short_request() -> Result<(), String> {
+    let addr: SocketAddr = format!("{VIP}:{SHORT}").parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(4))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(4)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"ping\n").map_err(|e| format!("write: {e}"))?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).map_err(|e| format!("read: {e}"))?;
+    if got.len() != ANSWER {
+        return Err(format!("{} bytes of {ANSWER}", got.len()));
+    }
+    Ok(())
+}
+
+/// One short request straight to `addr` (not through the VIP).
+fn direct_request(addr: &str) -> Result<(), String> {
+    let addr: SocketAddr = format!("{addr}:{SHORT}").parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"ping\n").map_err(|e| format!("write: {e}"))?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).map_err(|e| format!("read: {e}"))?;
+    if got.len() != ANSWER {
+        return Err(format!("{} bytes of {ANSWER}", got.len()));
+    }
+    Ok(())
+}
+
+/// A short request's start, end and outcome.
+type Outcome = (Instant, Instant, Result<(), String>);
+
+fn nat_pair_fails_over(layout: Layout, tag: &str) {
+    assert!(
+        rvs_testkit::have("nft") && rvs_testkit::have("ethtool"),
+        "nft and ethtool needed"
+    );
+    let n = build(tag);
+    let dir = Dir::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(&n, stop.clone());
+
+    let (mut d1, sock1, log1) = start_rvsd(&n.d1, &dir, "d1", layout, 150);
+    assert!(
+        wait_for(Duration::from_secs(10), || has(&n.d1, "eth0", VIP)
+            && has(&n.d1, "eth1", GATEWAY)),
+        "d1 never became master of both addresses\n{}",
+        logs(&[&log1])
+    );
+    let (_d2, sock2, log2) = start_rvsd(&n.d2, &dir, "d2", layout, BACKUP_PRIORITY as u8);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c2 = rvs_control::Client::new(&sock2);
+    let c1 = rvs_control::Client::new(&sock1);
+    assert!(
+        wait_for(Duration::from_secs(10), || rt
+            .block_on(c2.daemons())
+            .is_ok_and(|l| l
+                .daemons
+                .iter()
+                .any(|d| d.role == rvs_api::DaemonRole::Backup))),
+        "d2 runs no backup sync daemon\n{}",
+        logs(&[&log1, &log2])
+    );
+    assert!(
+        !has(&n.d2, "eth0", VIP) && !has(&n.d2, "eth1", GATEWAY),
+        "{}",
+        logs(&[&log1, &log2])
+    );
+
+    // The long transfer, checked byte for byte.
+    let client_stop = stop.clone();
+    let long = n
+        .client
+        .thread(move || -> Result<(usize, Instant), String> {
+            let addr: SocketAddr = format!("{VIP}:{LONG}").parse().unwrap();
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(15)))
+                .map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 65536];
+            let mut total = 0;
+            loop {
+                if client_stop.load(Ordering::SeqCst) {
+                    return Err(format!("stopped after {total} bytes"));
+                }
+                let k = s
+                    .read(&mut buf)
+                    .map_err(|e| format!("after {total} bytes: {e}"))?;
+                if k == 0 {
+                    return Ok((total, Instant::now()));
+                }
+                if let Some(j) = (0..k).find(|&j| buf[j] != pattern(total + j)) {
+                    return Err(format!("byte {} differs", total + j));
+                }
+                total += k;
+            }
+        });
+    // The loop of short requests, every 20 ms, bounded in count and time;
+    // stopped before the server so that no request meets a closed listener.
+    let short_stop = Arc::new(AtomicBool::new(false));
+    let loop_stop = short_stop.clone();
+    let short = n.client.thread(move || -> Vec<Outcome> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !loop_stop.load(Ordering::SeqCst) && Instant::now() < deadline && out.len() < 2000 {
+            let start = Instant::now();
+            let r = short_request();
+            out.push((start, Instant::now(), r));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        out
+    });
+
+    // The backup learns the long connection from the master's sync
+    // messages before the master dies.
+    let client_ip: Ipv4Addr = CLIENT.parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(6), || rt
+            .block_on(c2.connections())
+            .is_ok_and(|l| l.connections.iter().any(|c| c.client.ip()
+                == IpAddr::V4(client_ip)
+                && c.virtual_addr.port() == LONG))),
+        "the backup never learnt the long connection\n{}",
+        logs(&[&log1, &log2])
+    );
+    // Short requests go through the master meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    // The backup forwarded nothing: it owns neither address yet.
+    let idle = rt.block_on(c2.services()).unwrap();
+    assert!(
+        idle.services
+            .iter()
+            .all(|s| s.stats.inpkts == 0 && s.stats.outpkts == 0),
+        "the backup forwarded packets while backup: {:?}\n{}",
+        idle.services
+            .iter()
+            .map(|s| (s.id, s.stats.inpkts, s.stats.outpkts))
+            .collect::<Vec<_>>(),
+        logs(&[&log1, &log2])
+    );
+    // Each director still reaches the real server itself, as its health
+    // checks do: the claim takes the server's replies to clients only.
+    for (ns, name) in [(&n.d1, "d1"), (&n.d2, "d2")] {
+        let r = ns.within(|| direct_request(SERVER)).unwrap();
+        assert!(
+            r.is_ok(),
+            "{name} cannot reach the real server itself: {r:?}"
+        );
+    }
+    let before = rt.block_on(c1.services()).unwrap();
+    assert!(
+        before.services.iter().all(|s| s.stats.outpkts > 0),
+        "the master did not carry both services"
+    );
+
+    let observer = Observer::start(&n.obs, &[OBS_LAN, OBS_PRIV]);
+    std::thread::sleep(Duration::from_millis(3 * ADVERT_MS));
+    let killed_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-KILL", &d1.pid().to_string()])
+        .status()
+        .unwrap();
+    let _ = d1.0.wait();
+    for dev in ["eth0", "eth1"] {
+        n.d1.ip(&["link", "set", dev, "down"]).unwrap();
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || has(&n.d2, "eth0", VIP)
+            && has(&n.d2, "eth1", GATEWAY)),
+        "d2 never took both addresses\n{}",
+        logs(&[&log2])
+    );
+    let took_over_at = Instant::now();
+    let seen = observer.stop_after_advert_from(D2_LAN, Duration::from_secs(2));
+    let bound = takeover_bound(ADVERT_MS, BACKUP_PRIORITY);
+    let lan_takeover = first_from(&seen, D2_LAN)
+        .unwrap()
+        .duration_since(last_from(&seen, D1_LAN).expect("the master's adverts on the LAN"));
+    let mut report = format!("VIP takeover {} ms", lan_takeover.as_millis());
+    assert!(
+        lan_takeover <= bound,
+        "VIP takeover took {lan_takeover:?}, more than {bound:?}\n{}",
+        logs(&[&log1, &log2])
+    );
+    if layout == Layout::SyncGroup {
+        // The gateway's own instance, on the private segment.
+        let priv_takeover = first_from(&seen, D2_PRIV)
+            .expect("the new master's adverts on the private segment")
+            .duration_since(
+                last_from(&seen, D1_PRIV).expect("the master's adverts on the private segment"),
+            );
+        report += &format!(", gateway takeover {} ms", priv_takeover.as_millis());
+        assert!(
+            priv_takeover <= bound,
+            "gateway takeover took {priv_takeover:?}, more than {bound:?}\n{}",
+            logs(&[&log1, &log2])
+        );
+    }
+
+    let long = long.join().unwrap().unwrap();
+    // Some short requests after the takeover, then stop the loop.
+    std::thread::sleep(Duration::from_millis(1500));
+    short_stop.store(true, Ordering::SeqCst);
+    let outcomes = short.join().unwrap().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let served = server.join().unwrap();
+    let (total, ended) = long.unwrap_or_else(|e| {
+        panic!(
+            "the long transfer broke: {e} (server: {served:?})\n{}",
+            logs(&[&log1, &log2])
+        )
+    });
+    assert_eq!(total, CHUNK * CHUNKS, "every byte arrived");
+    assert!(
+        ended > took_over_at,
+        "the transfer ended before the takeover: nothing was tested"
+    );
+
+    // Errors only for requests caught in the gap: started before the
+    // backup held both addresses and not finished before the kill.
+    let in_gap = |start: &Instant, end: &Instant| *start < took_over_at && *end > killed_at;
+    let bad: Vec<String> = outcomes
+        .iter()
+        .filter(|(s, e, r)| r.is_err() && !in_gap(s, e))
+        .map(|(s, _, r)| {
+            format!(
+                "{:?} at kill{:+} ms",
+                r.as_ref().unwrap_err(),
+                s.duration_since(killed_at).as_millis() as i64
+                    - killed_at.duration_since(*s).as_millis() as i64
+            )
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "short requests failed outside the takeover gap: {bad:?}\n{}",
+        logs(&[&log1, &log2])
+    );
+    let before_kill = outcomes.iter().filter(|(_, e, _)| *e <= killed_at).count();
+    let after = outcomes
+        .iter()
+        .filter(|(s, _, r)| *s >= took_over_at && r.is_ok())
+        .count();
+    let gap_errors = outcomes.iter().filter(|(_, _, r)| r.is_err()).count();
+    assert!(
+        before_kill >= 10,
+        "only {before_kill} short requests before the kill"
+    );
+    assert!(
+        after >= 10,
+        "only {after} short requests after the takeover"
+    );
+
+    // The new master carried both services.
+    let now = rt.block_on(c2.services()).unwrap();
+    assert!(
+        now.services
+            .iter()
+            .all(|s| s.stats.inpkts > 0 && s.stats.outpkts > 0),
+        "the new master did not forward both services"
+    );
+    eprintln!(
+        "{layout:?}: {report} (bound {} ms); {total} bytes intact; short requests: {} in all, \
+         {gap_errors} failed in the gap, {after} after the takeover",
+        bound.as_millis(),
+        outcomes.len()
+    );
+}
+
+#[test]
+fn a_nat_pair_with_a_sync_group_fails_over() {
+    if !root_or_skip("a_nat_pair_with_a_sync_group_fails_over") {
+        return;
+    }
+    nat_pair_fails_over(Layout::SyncGroup, "g");
+}
+
+#[test]
+fn a_nat_pair_with_the_gateway_on_another_interface_fails_over() {
+    if !root_or_skip("a_nat_pair_with_the_gateway_on_another_interface_fails_over") {
+        return;
+    }
+    nat_pair_fails_over(Layout::OneInstance, "o");
+}
+
+/// The members of a sync group move together: the master's private link
+/// goes down, so the gateway's instance is in FAULT, and the VIP's
+/// instance follows it into FAULT although its own link is up; the backup
+/// takes both. With the link back, the group leaves FAULT and the master
+/// (higher priority, preempting) takes both back. The group's `notify`
+/// hears each change.
+#[test]
+fn a_sync_group_goes_to_fault_and_back_together() {
+    if !root_or_skip("a_sync_group_goes_to_fault_and_back_together") {
+        return;
+    }
+    let n = build("f");
+    let dir = Dir::new();
+    let record = |name: &str| {
+        let path = dir.0.join(format!("{name}.events"));
+        (
+            path.clone(),
+            format!(
+                "notify = [\"/bin/sh\", \"-c\", \"echo \\\"$*\\\" >> {}\", \"notify\"]\n",
+                path.display()
+            ),
+        )
+    };
+    let (ev1, notify1) = record("d1");
+    let (ev2, notify2) = record("d2");
+    let start = |ns: &Netns, name: &str, priority: u8, notify: &str| {
+        let conf = dir.file(
+            &format!("{name}.toml"),
+            &(config(Layout::SyncGroup, priority) + notify),
+        );
+        let log = dir.0.join(format!("{name}.log"));
+        let child = ns
+            .command(env!("CARGO_BIN_EXE_rvsd"))
+            .arg("--config")
+            .arg(&conf)
+            .arg("--control")
+            .arg(dir.0.join(format!("{name}.sock")))
+            .arg("--no-metrics")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        (ChildGuard(child), log)
+    };
+    let both = |ns: &Netns| has(ns, "eth0", VIP) && has(ns, "eth1", GATEWAY);
+    let none = |ns: &Netns| !has(ns, "eth0", VIP) && !has(ns, "eth1", GATEWAY);
+    let events = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+
+    let (_d1, log1) = start(&n.d1, "d1", 150, &notify1);
+    assert!(
+        wait_for(Duration::from_secs(10), || both(&n.d1)),
+        "{}",
+        logs(&[&log1])
+    );
+    let (_d2, log2) = start(&n.d2, "d2", 100, &notify2);
+    assert!(
+        wait_for(Duration::from_secs(5), || events(&ev2)
+            .contains("GROUP G1 BACKUP 0")),
+        "d2's group never reported BACKUP: {:?}\n{}",
+        events(&ev2),
+        logs(&[&log1, &log2])
+    );
+    assert!(both(&n.d1) && none(&n.d2));
+
+    // Only the private link fails: VI_2 is FAULT, VI_1 follows it.
+    n.d1.ip(&["link", "set", "eth1", "down"]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || both(&n.d2)
+            && !has(&n.d1, "eth0", VIP)),
+        "the group did not fail over together: d1 {} {}, d2 {} {}\n{}",
+        has(&n.d1, "eth0", VIP),
+        has(&n.d1, "eth1", GATEWAY),
+        has(&n.d2, "eth0", VIP),
+        has(&n.d2, "eth1", GATEWAY),
+        logs(&[&log1, &log2])
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || events(&ev1)
+            .contains("GROUP G1 FAULT 0")
+            && events(&ev2).contains("GROUP G1 MASTER 0")),
+        "d1: {:?}, d2: {:?}",
+        events(&ev1),
+        events(&ev2)
+    );
+
+    // The link is back: the group leaves FAULT and d1 preempts with both.
+    n.d1.ip(&["link", "set", "eth1", "up"]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || both(&n.d1) && none(&n.d2)),
+        "d1 did not take both addresses back: d1 {} {}, d2 {} {}\n{}",
+        has(&n.d1, "eth0", VIP),
+        has(&n.d1, "eth1", GATEWAY),
+        has(&n.d2, "eth0", VIP),
+        has(&n.d2, "eth1", GATEWAY),
+        logs(&[&log1, &log2])
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || events(&ev1)
+            .ends_with("GROUP G1 MASTER 0\n")
+            && events(&ev2).ends_with("GROUP G1 BACKUP 0\n")),
+        "d1: {:?}, d2: {:?}",
+        events(&ev1),
+        events(&ev2)
+    );
+}
