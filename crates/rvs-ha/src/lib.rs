@@ -160,7 +160,8 @@ struct Identity {
     primary: IpAddr,
     version: u8,
     peers: Vec<IpAddr>,
-    /// The interfaces the addresses go on (a sender is opened for each).
+    /// The other interfaces the addresses go on (a sender is opened for
+    /// each), sorted.
     vip_interfaces: Vec<String>,
 }
 
@@ -172,7 +173,19 @@ impl Identity {
             primary: c.vrrp.primary_addr,
             version: c.version,
             peers: c.unicast_peers.clone(),
-            vip_interfaces: c.vip_interfaces.clone(),
+            vip_interfaces: {
+                // The set matters (a sender per interface), not which
+                // address goes where or how many there are.
+                let mut ifs: Vec<String> = c
+                    .vip_interfaces
+                    .iter()
+                    .filter(|d| **d != c.interface)
+                    .cloned()
+                    .collect();
+                ifs.sort();
+                ifs.dedup();
+                ifs
+            },
         }
     }
 }
