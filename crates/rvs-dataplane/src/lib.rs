@@ -775,6 +775,19 @@ fn worker_xdp(
 ) {
     let io = &inner.io;
     let ifindexes: Vec<u32> = socks.iter().map(|s| s.ifindex()).collect();
+    // AF_XDP carries no packet type: a unicast frame for another MAC (a
+    // flooding bridge, a backup director) is recognised by its address.
+    let macs: Vec<Option<[u8; 6]>> = ifindexes
+        .iter()
+        .map(|&ix| {
+            inner.interfaces.iter().find_map(|name| {
+                rvs_sys::iface::lookup(name)
+                    .ok()
+                    .filter(|i| i.index == ix)
+                    .map(|i| i.mac)
+            })
+        })
+        .collect();
     let mut rxs = Vec::with_capacity(socks.len());
     let mut txs = Vec::with_capacity(socks.len());
     let mut fds = Vec::with_capacity(socks.len());
@@ -812,6 +825,14 @@ fn worker_xdp(
             let fwd = &mut shard.0;
             while let Some(frame) = batch.next() {
                 n.rx_frames += 1;
+                if let Some(mac) = macs[i]
+                    && frame.len() >= 6
+                    && frame[0] & 1 == 0
+                    && frame[..6] != mac
+                {
+                    n.other_host += 1;
+                    continue;
+                }
                 let rxm = RxMeta {
                     iface: ifindexes[i],
                     // AF_XDP does not say; offloads must be off.
