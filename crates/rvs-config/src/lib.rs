@@ -44,8 +44,8 @@ pub use health::{
     ServiceHealthSettings,
 };
 pub use settings::{
-    ControlSettings, DataplaneMode, DataplaneSettings, DirectorSettings, MetricsSettings,
-    ProxySettings, TimeoutSettings, check_interface_name,
+    ControlSettings, DataplaneMode, DataplaneSettings, DirectorSettings, MAX_BUSY_POLL_US,
+    MetricsSettings, ProxySettings, TimeoutSettings, check_busy_poll_us, check_interface_name,
 };
 pub use spec::{Path, PathSeg, ProxyProtocol, ServerSpec, ServiceSpec, SpecError};
 
