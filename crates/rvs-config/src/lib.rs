@@ -46,8 +46,9 @@ pub use health::{
     ServiceHealthSettings,
 };
 pub use settings::{
-    ControlSettings, DataplaneMode, DataplaneSettings, DirectorSettings, MetricsSettings,
-    PacketBackend, ProxySettings, TimeoutSettings, check_interface_name,
+    ControlSettings, DataplaneMode, DataplaneSettings, DirectorSettings, MAX_BUSY_POLL_US,
+    MetricsSettings, PacketBackend, ProxySettings, TimeoutSettings, check_busy_poll_us,
+    check_interface_name,
 };
 pub use spec::{Path, PathSeg, ProxyProtocol, ServerSpec, ServiceSpec, SpecError};
 

@@ -265,8 +265,12 @@ impl PacketBackend {
     }
 }
 
+/// The longest busy poll `[dataplane] busy_poll_us` accepts, microseconds:
+/// past a few hundred a worker spins for nothing but its own CPU time.
+pub const MAX_BUSY_POLL_US: u32 = 10_000;
+
 /// `[dataplane]`: which data plane runs the services, and the packet data
-/// plane's interfaces, workers and backend.
+/// plane's interfaces, workers, busy polling and backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneSettings {
@@ -282,6 +286,9 @@ pub struct DataplaneSettings {
     /// only.
     #[serde(skip_serializing_if = "PacketBackend::is_default")]
     pub backend: PacketBackend,
+    /// Microseconds a packet worker keeps checking its rings after its
+    /// last frame before it sleeps (0, the default: sleep at once).
+    pub busy_poll_us: u32,
 }
 
 impl DataplaneSettings {
@@ -293,6 +300,9 @@ impl DataplaneSettings {
                 return Some((Path::root().key("interfaces").index(i), m));
             }
         }
+        if let Err(m) = check_busy_poll_us(self.busy_poll_us) {
+            return Some((Path::root().key("busy_poll_us"), m));
+        }
         if self.mode == DataplaneMode::Packet && self.interfaces.is_empty() {
             return Some((
                 Path::root().key("mode"),
@@ -301,6 +311,16 @@ impl DataplaneSettings {
         }
         None
     }
+}
+
+/// Whether `us` is a busy-poll time rvsd accepts (0..=[`MAX_BUSY_POLL_US`]).
+pub fn check_busy_poll_us(us: u32) -> Result<(), String> {
+    if us > MAX_BUSY_POLL_US {
+        return Err(format!(
+            "busy_poll_us must be 0..={MAX_BUSY_POLL_US} microseconds (0 = off), not {us}"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `name` can be a Linux interface name (1 to 15 bytes, no `/`,

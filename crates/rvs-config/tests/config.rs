@@ -460,14 +460,16 @@ fn dataplane_table() {
     assert_eq!(cfg.dataplane.mode, DataplaneMode::Proxy);
     assert!(cfg.dataplane.interfaces.is_empty());
     assert_eq!(cfg.dataplane.workers, 0);
+    assert_eq!(cfg.dataplane.busy_poll_us, 0);
     let cfg = parse(
-        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\", \"eth1\"]\nworkers = 2\n",
+        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\", \"eth1\"]\nworkers = 2\nbusy_poll_us = 50\n",
         "t.toml",
     )
     .unwrap();
     assert_eq!(cfg.dataplane.mode, DataplaneMode::Packet);
     assert_eq!(cfg.dataplane.interfaces, ["eth0", "eth1"]);
     assert_eq!(cfg.dataplane.workers, 2);
+    assert_eq!(cfg.dataplane.busy_poll_us, 50);
     // Written back, it reads the same.
     let again = parse(&toml::to_string(&cfg.to_file()).unwrap(), "t.toml").unwrap();
     assert_eq!(again.dataplane, cfg.dataplane);
@@ -485,6 +487,13 @@ fn dataplane_table() {
         "not an interface name",
     );
     refused("[dataplane]\nqueues = 2\n", 2, 1, "unknown field `queues`");
+    refused(
+        "[dataplane]\nbusy_poll_us = 10001\n",
+        2,
+        16,
+        "busy_poll_us must be 0..=10000 microseconds",
+    );
+    refused("[dataplane]\nbusy_poll_us = -1\n", 2, 16, "invalid value");
 }
 
 #[test]

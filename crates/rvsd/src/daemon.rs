@@ -467,6 +467,7 @@ fn packet_plane(loaded: &crate::Loaded) -> Result<rvs_dataplane::Dataplane, Stri
             ..rvs_forward::ForwarderConfig::default()
         },
         timeouts: cfg.timeouts(),
+        busy_poll_us: loaded.dataplane.busy_poll_us,
         ..rvs_dataplane::DataplaneConfig::default()
     })
     .map_err(|e| format!("rvsd: packet data plane: {e}"))

@@ -5,7 +5,7 @@
 //! ```text
 //! rvsd [--config FILE] [--rules FILE] [--control PATH] [--metrics ADDR | --no-metrics] [--check]
 //!      [--dataplane proxy|packet] [--interface IF[,IF...]] [--workers N]
-//!      [--backend af_packet|af_xdp]
+//!      [--busy-poll-us N] [--backend af_packet|af_xdp]
 //! rvsd --demo [--control PATH] [--metrics ADDR | --no-metrics]
 //! ```
 //!
@@ -48,6 +48,10 @@ pub struct Args {
     workers: Option<usize>,
     /// `--backend`: overrides `[dataplane] backend`.
     backend: Option<PacketBackend>,
+    /// `--busy-poll-us N`: overrides `[dataplane] busy_poll_us`.
+    busy_poll_us: Option<u32>,
+    /// `--help`: print the usage and exit.
+    help: bool,
 }
 
 impl Args {
@@ -72,6 +76,7 @@ impl Args {
                 .unwrap_or_else(|| file.interfaces.clone()),
             workers: self.workers.unwrap_or(file.workers),
             backend: self.backend.unwrap_or(file.backend),
+            busy_poll_us: self.busy_poll_us.unwrap_or(file.busy_poll_us),
         };
         if d.mode == DataplaneMode::Packet && d.interfaces.is_empty() {
             return Err(format!(
@@ -107,8 +112,24 @@ pub fn packet_backend(b: PacketBackend) -> rvs_dataplane::Backend {
 const USAGE: &str = "usage: rvsd [--config FILE] [--rules FILE] [--control PATH] \
      [--metrics ADDR | --no-metrics] [--check]\n            \
      [--dataplane proxy|packet] [--interface IF[,IF...]] [--workers N]\n            \
-     [--backend af_packet|af_xdp]\n       \
+     [--busy-poll-us N] [--backend af_packet|af_xdp]\n       \
      rvsd --demo [--control PATH] [--metrics ADDR | --no-metrics]";
+
+/// What `--help` prints after the usage: the packet data plane's options.
+fn help() -> String {
+    let max = rvs_config::MAX_BUSY_POLL_US;
+    format!(
+        "packet data plane (--dataplane packet; each flag overrides its [dataplane] key):
+  --interface IF[,IF...]  interfaces to forward on (required)
+  --workers N             worker threads; 0 = one per CPU (default)
+  --backend B             af_packet (default) or af_xdp (built with the
+                          `xdp` feature)
+  --busy-poll-us N        microseconds a worker keeps checking its rings after
+                          its last frame before it sleeps, 0..={max}; 0 = off
+                          (default): shorter request/response times for that
+                          much CPU time after every batch when traffic is sparse"
+    )
+}
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args::default();
@@ -172,8 +193,21 @@ fn parse_args() -> Result<Args, String> {
                     format!("rvsd: --workers {v:?}: not a number (0 = one per CPU)\n{USAGE}")
                 })?);
             }
+            "--busy-poll-us" => {
+                let v = value("--busy-poll-us")?;
+                let us = v.parse().map_err(|_| {
+                    format!("rvsd: --busy-poll-us {v:?}: not a number of microseconds\n{USAGE}")
+                })?;
+                rvs_config::check_busy_poll_us(us)
+                    .map_err(|m| format!("rvsd: --busy-poll-us: {m}\n{USAGE}"))?;
+                a.busy_poll_us = Some(us);
+            }
+            "--help" | "-h" => a.help = true,
             other => return Err(format!("rvsd: unknown option {other:?}\n{USAGE}")),
         }
+    }
+    if a.help {
+        return Ok(a);
     }
     if a.metrics.is_some() && a.no_metrics {
         return Err(format!(
@@ -340,6 +374,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.help {
+        println!("{USAGE}\n\n{}", help());
+        return ExitCode::SUCCESS;
+    }
     if args.check {
         return check(&args);
     }
@@ -351,4 +389,33 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     daemon::run(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_poll_flag_overrides_the_file() {
+        let file = DataplaneSettings {
+            mode: DataplaneMode::Packet,
+            interfaces: vec!["eth0".into()],
+            workers: 2,
+            busy_poll_us: 30,
+            ..DataplaneSettings::default()
+        };
+        let from_file = Args::default().dataplane(&file).unwrap();
+        assert_eq!(from_file.busy_poll_us, 30);
+        let flagged = Args {
+            busy_poll_us: Some(50),
+            ..Args::default()
+        };
+        let d = flagged.dataplane(&file).unwrap();
+        assert_eq!((d.busy_poll_us, d.workers), (50, 2));
+        let off = Args {
+            busy_poll_us: Some(0),
+            ..Args::default()
+        };
+        assert_eq!(off.dataplane(&file).unwrap().busy_poll_us, 0);
+    }
 }

@@ -43,9 +43,24 @@ fn bad_options_are_refused() {
         "not an interface name",
     );
     refused(&["--rules", r, "--workers", "many"], "--workers");
+    refused(
+        &["--rules", r, "--busy-poll-us", "soon"],
+        "not a number of microseconds",
+    );
+    refused(&["--rules", r, "--busy-poll-us", "-5"], "--busy-poll-us");
+    refused(&["--rules", r, "--busy-poll-us", "10001"], "0..=10000");
+    refused(&["--rules", r, "--busy-poll-us"], "needs a value");
     refused(&["--demo", "--dataplane", "packet"], "proxy data plane");
     let cfg = dir.file("c.toml", "[dataplane]\nmode = \"packet\"\n");
     refused(&["--config", cfg.to_str().unwrap()], "c.toml:2:8:");
+    let cfg = dir.file(
+        "b.toml",
+        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\"]\nbusy_poll_us = 20000\n",
+    );
+    refused(
+        &["--config", cfg.to_str().unwrap()],
+        "b.toml:4:16: busy_poll_us",
+    );
     refused(
         &["--rules", r, "--backend", "xdp"],
         "use af_packet or af_xdp",
@@ -82,6 +97,40 @@ fn af_xdp_needs_the_xdp_feature() {
     );
     // The default backend is fine.
     let out = rvsd(&args[..7]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn busy_polling_is_accepted_and_listed_in_help() {
+    let out = rvsd(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[--busy-poll-us N]"), "{text}");
+    assert!(text.contains("0..=10000; 0 = off"), "{text}");
+    // In range, from the flag and from the file, --check accepts it.
+    let dir = Dir::new();
+    let rules = dir.file("r.rules", "-A -t 203.0.113.10:80 -s rr\n");
+    let r = rules.to_str().unwrap();
+    for args in [
+        &["--check", "--rules", r, "--busy-poll-us", "50"][..],
+        &["--check", "--rules", r, "--busy-poll-us", "0"][..],
+    ] {
+        let out = rvsd(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let cfg = dir.file(
+        "c.toml",
+        "[dataplane]\nmode = \"packet\"\ninterfaces = [\"eth0\"]\nbusy_poll_us = 10000\n",
+    );
+    let out = rvsd(&["--check", "--config", cfg.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
