@@ -304,8 +304,29 @@ declare -A PERF=([direct]=5201 [dr]=5210 [nat]=5220 [tun]=5212 [nft]=5220 [dr_xd
 BOUND=$((DUR + 30))
 # One peer, one run: wrk keep-alive and connection-per-request, iperf3 TCP,
 # the UDP sweep.
+# Waits (at most 75 s) until the real servers hold no TIME_WAIT socket.
+# A peer that follows another to the same server addresses (nftables DNAT
+# and rvs NAT both reach 198.51.100.2x) would otherwise send SYNs onto the
+# previous peer's TIME_WAIT sockets with the client's ports reused: the
+# client's sequence numbers and timestamps are keyed on the VIP it talks
+# to, so the server may refuse them (PAWS / old sequence) and the client
+# retransmits after a second. That measured the previous peer, not this one.
+settle() {
+  local deadline=$((SECONDS + 75)) n
+  while :; do
+    n=0
+    for r in "${RS[@]}"; do
+      n=$((n + $(nsx "$r" ss -Htan state time-wait | wc -l)))
+    done
+    [ "$n" -eq 0 ] && return 0
+    [ "$SECONDS" -ge "$deadline" ] && { echo "settle: $n TIME_WAIT sockets left on the real servers" >&2; return 0; }
+    sleep 1
+  done
+}
+
 measure() {
   local peer=$1 run=$2 host=${HOST[$1]}
+  settle
   nsx "$CL" timeout $BOUND wrk -t1 -c"$CONNS" -d"${DUR}s" --latency \
     "http://$host/index.html" > "$OUT/$peer-ka-$run.txt" || true
   nsx "$CL" timeout $BOUND wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H "Connection: close" \
