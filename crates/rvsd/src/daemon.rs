@@ -133,19 +133,58 @@ impl Plane {
     }
 }
 
-/// The instance `[sync] resync` holds back, the gate the sync daemons open
-/// when the table has arrived, and how long the instance waits for it.
-type ResyncGate = (String, Arc<std::sync::atomic::AtomicBool>, u64);
+/// The instances `[sync] resync` holds back, the gate the sync daemons
+/// open when the table has arrived, and how long the instances wait for it.
+pub(crate) struct ResyncGate {
+    instances: Vec<String>,
+    gate: Arc<std::sync::atomic::AtomicBool>,
+    timeout_ms: u64,
+}
 
-/// `[sync] resync = true` with `role = "vrrp"`: the followed instance waits
-/// for the resynchronisation before it preempts.
+/// The instances that wait for the resynchronisation (`[sync] resync =
+/// true` with `role = "vrrp"`): the followed instance and the other members
+/// of its sync group. The group moves together, so a member left ungated
+/// would preempt on its own and take the followed instance with it before
+/// the table has arrived.
+fn gated_instances(cfg: &rvs_config::Config) -> Vec<String> {
+    let Some(followed) = cfg
+        .sync
+        .as_ref()
+        .filter(|s| s.resync)
+        .and_then(|s| s.followed(&cfg.vrrp_instances))
+    else {
+        return Vec::new();
+    };
+    let at = cfg.vrrp_instances.iter().position(|i| i.name == followed);
+    match cfg
+        .vrrp_sync_groups
+        .iter()
+        .find(|g| at.is_some_and(|at| g.members.contains(&at)))
+    {
+        Some(g) => g
+            .members
+            .iter()
+            .map(|&m| cfg.vrrp_instances[m].name.clone())
+            .collect(),
+        None => vec![followed.to_string()],
+    }
+}
+
+/// `[sync] resync = true` with `role = "vrrp"`: the gated instances wait
+/// for the resynchronisation before they preempt.
 fn resync_gate(
     cfg: &rvs_config::Config,
     syncd: Option<&Arc<rvs_ha::sync::SyncDaemons>>,
 ) -> Option<ResyncGate> {
-    let spec = cfg.sync.as_ref().filter(|s| s.resync)?;
-    let name = spec.followed(&cfg.vrrp_instances)?;
-    Some((name.to_string(), syncd?.ready_gate(), spec.resync_timeout.0))
+    let instances = gated_instances(cfg);
+    if instances.is_empty() {
+        return None;
+    }
+    Some(ResyncGate {
+        instances,
+        gate: syncd?.ready_gate(),
+        timeout_ms: cfg.sync.as_ref()?.resync_timeout.0,
+    })
 }
 
 /// Starts the `[[vrrp_instance]]`s, if any, reporting on `board`.
@@ -215,9 +254,9 @@ pub(crate) fn vrrp_instances(
         }
         let [master, backup, fault, stop, any] = i.notify.clone();
         let ready_gate = match gate {
-            Some((name, g, timeout_ms)) if *name == i.name => {
-                vrrp.ready_timeout_ms = Some(*timeout_ms);
-                Some(g.clone())
+            Some(g) if g.instances.contains(&i.name) => {
+                vrrp.ready_timeout_ms = Some(g.timeout_ms);
+                Some(g.gate.clone())
             }
             _ => None,
         };
@@ -417,31 +456,38 @@ pub(crate) fn start_sync(
         .followed(&cfg.vrrp_instances)
         .unwrap_or_default()
         .to_string();
+    let gated = gated_instances(cfg);
     let (syncd, spec) = (syncd.clone(), spec.clone());
-    let last = std::sync::Mutex::new(rvs_core::vrrp::VrrpState::Initialize);
+    let last = std::sync::Mutex::new(std::collections::HashMap::new());
     Ok(Some(Arc::new(
         move |name: &str, state: rvs_core::vrrp::VrrpState| {
-            if name != followed {
-                return;
-            }
-            let from =
-                std::mem::replace(&mut *last.lock().unwrap_or_else(|e| e.into_inner()), state);
-            let (want, other) = if state == rvs_core::vrrp::VrrpState::Master {
-                (Role::Master, Role::Backup)
-            } else {
-                (Role::Backup, Role::Master)
-            };
-            syncd.stop(other);
-            if !syncd.running(want)
-                && let Err(e) = syncd.start(sync_config(&spec, want))
-            {
-                tracing::error!(error = %e, role = want.name(), "cannot start the sync daemon");
+            use rvs_core::vrrp::VrrpState;
+            let from = last
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string(), state)
+                .unwrap_or(VrrpState::Initialize);
+            if name == followed {
+                let (want, other) = if state == VrrpState::Master {
+                    (Role::Master, Role::Backup)
+                } else {
+                    (Role::Backup, Role::Master)
+                };
+                syncd.stop(other);
+                if !syncd.running(want)
+                    && let Err(e) = syncd.start(sync_config(&spec, want))
+                {
+                    tracing::error!(error = %e, role = want.name(), "cannot start the sync daemon");
+                }
             }
             // Back from FAULT the table missed the sync messages of the
             // meantime: fetch it again before the instance may preempt.
-            if spec.resync
-                && from == rvs_core::vrrp::VrrpState::Fault
-                && state == rvs_core::vrrp::VrrpState::Backup
+            // Whichever gated member leaves FAULT first closes the gate,
+            // from its own thread before it looks at the gate again, so
+            // that no member of the group reads the last run's "open".
+            if gated.iter().any(|g| g == name)
+                && from == VrrpState::Fault
+                && state == VrrpState::Backup
             {
                 syncd.resync();
             }
@@ -752,4 +798,52 @@ fn reload(
         }
     }
     failover.reload(&loaded.config, instances);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gated_instances;
+
+    const INSTANCES: &str = r#"
+[dataplane]
+mode = "packet"
+interfaces = ["eth0", "eth1"]
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 51
+virtual_ipaddress = ["192.0.2.100/24"]
+
+[[vrrp_instance]]
+name = "VI_2"
+interface = "eth1"
+virtual_router_id = 52
+virtual_ipaddress = ["198.51.100.1/24"]
+
+[[vrrp_instance]]
+name = "VI_3"
+interface = "eth0"
+virtual_router_id = 53
+virtual_ipaddress = ["192.0.2.200/24"]
+"#;
+
+    fn gated(extra: &str) -> Vec<String> {
+        let text = format!("{INSTANCES}{extra}");
+        gated_instances(&rvs_config::parse(&text, "test.toml").unwrap())
+    }
+
+    #[test]
+    fn resync_holds_back_the_followed_instance_and_its_sync_group() {
+        let sync = "[sync]\nrole = \"vrrp\"\nvrrp_instance = \"VI_2\"\ninterface = \"eth1\"\n";
+        let group = "[[vrrp_sync_group]]\nname = \"G1\"\ngroup = [\"VI_1\", \"VI_2\"]\n";
+        assert!(gated(&format!("{sync}{group}")).is_empty(), "resync off");
+        let on = format!("{sync}resync = true\n");
+        assert_eq!(gated(&on), ["VI_2"]);
+        assert_eq!(gated(&format!("{on}{group}")), ["VI_1", "VI_2"]);
+        let other = "[[vrrp_sync_group]]\nname = \"G2\"\ngroup = [\"VI_1\", \"VI_3\"]\n";
+        assert_eq!(gated(&format!("{on}{other}")), ["VI_2"]);
+        let fixed = "[sync]\nrole = \"backup\"\ninterface = \"eth1\"\nresync = true\n";
+        assert!(gated(fixed).is_empty(), "no VRRP instance to hold back");
+    }
 }

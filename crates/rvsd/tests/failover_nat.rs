@@ -19,12 +19,12 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Dir;
-use common::vrrp::{Observer, first_from, last_from, takeover_bound};
+use common::vrrp::{Observer, first_from, last_from, line_of, log_lines, takeover_bound};
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
 const CLIENT: &str = "192.0.2.10";
@@ -40,9 +40,12 @@ const OBS_PRIV: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 4);
 /// Port of the long transfer and of the short requests.
 const LONG: u16 = 80;
 const SHORT: u16 = 81;
-/// 16 KiB × 1000 every 5 ms: about 16 MB over at least 5 s.
+/// 16 KiB every 5 ms: 1000 chunks (about 16 MB over at least 5 s) span
+/// one takeover, 3000 (49 MB over at least 15 s) span the old master's
+/// return too.
 const CHUNK: usize = 16 * 1024;
 const CHUNKS: usize = 1000;
+const CHUNKS_WITH_RETURN: usize = 3000;
 /// Size of one short answer.
 const ANSWER: usize = 4096;
 const ADVERT_MS: u64 = 200;
@@ -154,8 +157,9 @@ fn build(tag: &str) -> Net {
     n
 }
 
-fn config(layout: Layout, priority: u8) -> String {
-    let head = r#"
+fn config(layout: Layout, priority: u8, resync: bool) -> String {
+    let head = format!(
+        r#"
 [dataplane]
 mode = "packet"
 interfaces = ["eth0", "eth1"]
@@ -166,8 +170,10 @@ role = "vrrp"
 vrrp_instance = "VI_1"
 interface = "eth1"
 sync_id = 7
+resync = {resync}
+resync_timeout = 10
 "#
-    .to_string();
+    );
     let advert = ADVERT_MS as f64 / 1000.0;
     let instances = match layout {
         Layout::SyncGroup => format!(
@@ -214,8 +220,9 @@ fn start_rvsd(
     name: &str,
     layout: Layout,
     priority: u8,
+    resync: bool,
 ) -> (ChildGuard, std::path::PathBuf, std::path::PathBuf) {
-    let conf = dir.file(&format!("{name}.toml"), &config(layout, priority));
+    let conf = dir.file(&format!("{name}.toml"), &config(layout, priority, resync));
     let rules = dir.file(
         &format!("{name}.rules"),
         &format!(
@@ -260,10 +267,14 @@ fn logs(paths: &[&std::path::Path]) -> String {
         .collect()
 }
 
-/// The real server: the long transfer on LONG to its first client, and
-/// an answer of ANSWER bytes to every short request on SHORT, until
-/// `stop` (or a minute).
-fn serve(n: &Net, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<std::io::Result<()>> {
+/// The real server: the long transfer (`chunks` × CHUNK bytes) on LONG to
+/// its first client, and an answer of ANSWER bytes to every short request
+/// on SHORT, until `stop` (or a minute).
+fn serve(
+    n: &Net,
+    stop: Arc<AtomicBool>,
+    chunks: usize,
+) -> std::thread::JoinHandle<std::io::Result<()>> {
     let long_stop = stop.clone();
     let long = n.rs.thread(move || -> std::io::Result<()> {
         let l = TcpListener::bind(("0.0.0.0", LONG))?;
@@ -284,7 +295,7 @@ fn serve(n: &Net, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<std::io::Res
         s.set_nonblocking(false)?;
         s.set_write_timeout(Some(Duration::from_secs(20)))?;
         let mut chunk = vec![0u8; CHUNK];
-        for i in 0..CHUNKS {
+        for i in 0..chunks {
             for (j, b) in chunk.iter_mut().enumerate() {
                 *b = pattern(i * CHUNK + j);
             }
@@ -361,7 +372,10 @@ fn direct_request(addr: &str) -> Result<(), String> {
 /// A short request's start, end and outcome.
 type Outcome = (Instant, Instant, Result<(), String>);
 
-fn nat_pair_fails_over(layout: Layout, tag: &str) {
+/// The pair fails over; with `comeback` (and `[sync] resync` on both) the
+/// old master then returns as after a reboot, resynchronises and takes
+/// both addresses back while the transfer goes on.
+fn nat_pair_fails_over(layout: Layout, tag: &str, comeback: bool) {
     assert!(
         rvs_testkit::have("nft") && rvs_testkit::have("ethtool"),
         "nft and ethtool needed"
@@ -369,16 +383,17 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
     let n = build(tag);
     let dir = Dir::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let server = serve(&n, stop.clone());
+    let chunks = if comeback { CHUNKS_WITH_RETURN } else { CHUNKS };
+    let server = serve(&n, stop.clone(), chunks);
 
-    let (mut d1, sock1, log1) = start_rvsd(&n.d1, &dir, "d1", layout, 150);
+    let (mut d1, sock1, log1) = start_rvsd(&n.d1, &dir, "d1", layout, 150, comeback);
     assert!(
         wait_for(Duration::from_secs(10), || has(&n.d1, "eth0", VIP)
             && has(&n.d1, "eth1", GATEWAY)),
         "d1 never became master of both addresses\n{}",
         logs(&[&log1])
     );
-    let (_d2, sock2, log2) = start_rvsd(&n.d2, &dir, "d2", layout, BACKUP_PRIORITY as u8);
+    let (_d2, sock2, log2) = start_rvsd(&n.d2, &dir, "d2", layout, BACKUP_PRIORITY as u8, comeback);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -432,18 +447,29 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
     // The loop of short requests, every 20 ms, bounded in count and time;
     // stopped before the server so that no request meets a closed listener.
     let short_stop = Arc::new(AtomicBool::new(false));
-    let loop_stop = short_stop.clone();
-    let short = n.client.thread(move || -> Vec<Outcome> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while !loop_stop.load(Ordering::SeqCst) && Instant::now() < deadline && out.len() < 2000 {
+    let shared: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let (loop_stop, out) = (short_stop.clone(), shared.clone());
+    let short = n.client.thread(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for _ in 0..2000 {
+            if loop_stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                break;
+            }
             let start = Instant::now();
             let r = short_request();
-            out.push((start, Instant::now(), r));
+            out.lock().unwrap().push((start, Instant::now(), r));
             std::thread::sleep(Duration::from_millis(20));
         }
-        out
     });
+    // Short requests that started at or after `t` and succeeded.
+    let ok_since = |t: Instant| {
+        shared
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _, r)| *s >= t && r.is_ok())
+            .count()
+    };
 
     // The backup learns the long connection from the master's sync
     // messages before the master dies.
@@ -531,11 +557,29 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
         );
     }
 
+    assert!(
+        wait_for(Duration::from_secs(10), || ok_since(took_over_at) >= 10),
+        "fewer than 10 short requests got through the new master\n{}",
+        logs(&[&log2])
+    );
+
+    // The old master returns: it must fetch the whole table from d2 before
+    // it preempts, then take both addresses back.
+    let mut ret = None;
+    if comeback {
+        ret = Some(comes_back(&n, &dir, &rt, layout, &log2));
+        let back_at = ret.as_ref().unwrap().back_at;
+        assert!(
+            wait_for(Duration::from_secs(10), || ok_since(back_at) >= 10),
+            "fewer than 10 short requests got through the returning master\n{}",
+            logs(&[&ret.as_ref().unwrap().log, &log2])
+        );
+    }
+
     let long = long.join().unwrap().unwrap();
-    // Some short requests after the takeover, then stop the loop.
-    std::thread::sleep(Duration::from_millis(1500));
     short_stop.store(true, Ordering::SeqCst);
-    let outcomes = short.join().unwrap().unwrap();
+    short.join().unwrap().unwrap();
+    let outcomes = std::mem::take(&mut *shared.lock().unwrap());
     stop.store(true, Ordering::SeqCst);
     let served = server.join().unwrap();
     let (total, ended) = long.unwrap_or_else(|e| {
@@ -544,15 +588,27 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
             logs(&[&log1, &log2])
         )
     });
-    assert_eq!(total, CHUNK * CHUNKS, "every byte arrived");
+    assert_eq!(total, CHUNK * chunks, "every byte arrived");
     assert!(
         ended > took_over_at,
         "the transfer ended before the takeover: nothing was tested"
     );
+    if let Some(r) = &ret {
+        assert!(
+            ended > r.back_at,
+            "the transfer ended before the old master was back: nothing was tested"
+        );
+    }
 
-    // Errors only for requests caught in the gap: started before the
-    // backup held both addresses and not finished before the kill.
-    let in_gap = |start: &Instant, end: &Instant| *start < took_over_at && *end > killed_at;
+    // Errors only for requests caught in a gap: started before the backup
+    // held both addresses and not finished before the kill; or, on the
+    // return, started before the old master held both addresses again and
+    // not finished before it was started.
+    let gaps: Vec<(Instant, Instant)> = std::iter::once((killed_at, took_over_at))
+        .chain(ret.as_ref().map(|r| (r.returned_at, r.back_at)))
+        .collect();
+    let in_gap =
+        |start: &Instant, end: &Instant| gaps.iter().any(|(from, to)| *start < *to && *end > *from);
     let bad: Vec<String> = outcomes
         .iter()
         .filter(|(s, e, r)| r.is_err() && !in_gap(s, e))
@@ -576,6 +632,12 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
         .filter(|(s, _, r)| *s >= took_over_at && r.is_ok())
         .count();
     let gap_errors = outcomes.iter().filter(|(_, _, r)| r.is_err()).count();
+    let return_errors = ret.as_ref().map(|r| {
+        outcomes
+            .iter()
+            .filter(|(s, e, res)| res.is_err() && *s < r.back_at && *e > r.returned_at)
+            .count()
+    });
     assert!(
         before_kill >= 10,
         "only {before_kill} short requests before the kill"
@@ -593,12 +655,114 @@ fn nat_pair_fails_over(layout: Layout, tag: &str) {
             .all(|s| s.stats.inpkts > 0 && s.stats.outpkts > 0),
         "the new master did not forward both services"
     );
+    if let Some(r) = &ret {
+        let c1b = rvs_control::Client::new(&r.sock);
+        let back = rt.block_on(c1b.services()).unwrap();
+        assert!(
+            back.services
+                .iter()
+                .all(|s| s.stats.inpkts > 0 && s.stats.outpkts > 0),
+            "the returning master did not forward both services"
+        );
+        report += &format!(
+            "; old master back {} ms after its start, {} records resynchronised, \
+             {} short requests failed on its return",
+            r.back_at.duration_since(r.returned_at).as_millis(),
+            r.records,
+            return_errors.unwrap_or(0)
+        );
+    }
     eprintln!(
         "{layout:?}: {report} (bound {} ms); {total} bytes intact; short requests: {} in all, \
-         {gap_errors} failed in the gap, {after} after the takeover",
+         {gap_errors} failed in the gaps, {after} after the takeover",
         bound.as_millis(),
         outcomes.len()
     );
+}
+
+/// The old master back: when it was started and when it held both
+/// addresses again, its control socket and log, how many records its
+/// resynchronisation installed.
+struct Returned {
+    returned_at: Instant,
+    back_at: Instant,
+    sock: std::path::PathBuf,
+    log: std::path::PathBuf,
+    records: u64,
+    _rvsd: ChildGuard,
+}
+
+/// d1's host comes back as after a reboot (the addresses the dead run left
+/// are gone, the links come up) and rvsd starts with `resync`; waits until
+/// it holds both addresses and d2 neither, then checks from its log that
+/// the table arrived and every instance's ready gate opened before any
+/// instance became MASTER, and that it knows the long connection.
+fn comes_back(
+    n: &Net,
+    dir: &Dir,
+    rt: &tokio::runtime::Runtime,
+    layout: Layout,
+    log2: &std::path::Path,
+) -> Returned {
+    for (dev, addr) in [("eth0", VIP), ("eth1", GATEWAY)] {
+        let _ = n.d1.ip(&["addr", "del", &format!("{addr}/24"), "dev", dev]);
+        n.d1.ip(&["link", "set", dev, "up"]).unwrap();
+    }
+    let (rvsd, sock, log) = start_rvsd(&n.d1, dir, "d1b", layout, 150, true);
+    let returned_at = Instant::now();
+    let both = |ns: &Netns| has(ns, "eth0", VIP) && has(ns, "eth1", GATEWAY);
+    let none = |ns: &Netns| !has(ns, "eth0", VIP) && !has(ns, "eth1", GATEWAY);
+    assert!(
+        wait_for(Duration::from_secs(20), || both(&n.d1) && none(&n.d2)),
+        "the returning master never took both addresses back\n{}",
+        logs(&[&log, log2])
+    );
+    let back_at = Instant::now();
+
+    let lines = log_lines(&log);
+    let master = line_of(&lines, &["VRRP state", "to=\"MASTER\""]);
+    let complete = line_of(&lines, &["resync complete"]);
+    assert!(
+        master.is_some() && complete.is_some() && complete < master,
+        "resync complete at line {complete:?}, first MASTER at {master:?}\n{}",
+        logs(&[&log])
+    );
+    let instances: &[&str] = match layout {
+        Layout::SyncGroup => &["VI_1", "VI_2"],
+        Layout::OneInstance => &["VI_1"],
+    };
+    for inst in instances {
+        let ready = line_of(&lines, &["ready gate open", inst]);
+        assert!(
+            ready.is_some() && ready < master,
+            "{inst}: ready gate open at line {ready:?}, first MASTER at {master:?}\n{}",
+            logs(&[&log])
+        );
+    }
+    let records = lines[complete.unwrap()]
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("records="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(records >= 1, "an empty table came back\n{}", logs(&[&log]));
+    let client_ip: Ipv4Addr = CLIENT.parse().unwrap();
+    let c1b = rvs_control::Client::new(&sock);
+    assert!(
+        rt.block_on(c1b.connections()).is_ok_and(|l| l
+            .connections
+            .iter()
+            .any(|c| c.client.ip() == IpAddr::V4(client_ip) && c.virtual_addr.port() == LONG)),
+        "the returning master does not know the long connection\n{}",
+        logs(&[&log, log2])
+    );
+    Returned {
+        returned_at,
+        back_at,
+        sock,
+        log,
+        records,
+        _rvsd: rvsd,
+    }
 }
 
 #[test]
@@ -606,7 +770,20 @@ fn a_nat_pair_with_a_sync_group_fails_over() {
     if !root_or_skip("a_nat_pair_with_a_sync_group_fails_over") {
         return;
     }
-    nat_pair_fails_over(Layout::SyncGroup, "g");
+    nat_pair_fails_over(Layout::SyncGroup, "g", false);
+}
+
+/// The sync-group pair with `[sync] resync`: after the takeover the old
+/// master comes back with its links up, fetches d2's whole table, opens
+/// the ready gate of both members of its group, and only then takes the
+/// VIP and the gateway back; the long transfer started before the first
+/// failover completes byte for byte across both moves.
+#[test]
+fn a_returning_nat_master_resynchronises_then_takes_both_addresses_back() {
+    if !root_or_skip("a_returning_nat_master_resynchronises_then_takes_both_addresses_back") {
+        return;
+    }
+    nat_pair_fails_over(Layout::SyncGroup, "r", true);
 }
 
 #[test]
@@ -614,15 +791,17 @@ fn a_nat_pair_with_the_gateway_on_another_interface_fails_over() {
     if !root_or_skip("a_nat_pair_with_the_gateway_on_another_interface_fails_over") {
         return;
     }
-    nat_pair_fails_over(Layout::OneInstance, "o");
+    nat_pair_fails_over(Layout::OneInstance, "o", false);
 }
 
 /// The members of a sync group move together: the master's private link
 /// goes down, so the gateway's instance is in FAULT, and the VIP's
 /// instance follows it into FAULT although its own link is up; the backup
 /// takes both. With the link back, the group leaves FAULT and the master
-/// (higher priority, preempting) takes both back. The group's `notify`
-/// hears each change.
+/// (higher priority, preempting) takes both back, but only after both
+/// members' ready gates opened on a new resynchronisation (`[sync]
+/// resync`: the table missed the sync messages while the link was down).
+/// The group's `notify` hears each change.
 #[test]
 fn a_sync_group_goes_to_fault_and_back_together() {
     if !root_or_skip("a_sync_group_goes_to_fault_and_back_together") {
@@ -645,7 +824,7 @@ fn a_sync_group_goes_to_fault_and_back_together() {
     let start = |ns: &Netns, name: &str, priority: u8, notify: &str| {
         let conf = dir.file(
             &format!("{name}.toml"),
-            &(config(Layout::SyncGroup, priority) + notify),
+            &(config(Layout::SyncGroup, priority, true) + notify),
         );
         let log = dir.0.join(format!("{name}.log"));
         let child = ns
@@ -722,4 +901,27 @@ fn a_sync_group_goes_to_fault_and_back_together() {
         events(&ev1),
         events(&ev2)
     );
+    // Out of FAULT, the whole group waited for the table: whichever member
+    // left FAULT first closed the gate for both.
+    let lines = log_lines(&log1);
+    let fault = lines
+        .iter()
+        .rposition(|l| l.contains("VRRP state") && l.contains("to=\"FAULT\""))
+        .expect("d1 went to FAULT");
+    let after = &lines[fault..];
+    let master = line_of(after, &["VRRP state", "to=\"MASTER\""]);
+    let complete = line_of(after, &["resync complete"]);
+    assert!(
+        master.is_some() && complete.is_some() && complete < master,
+        "after FAULT: resync complete at {complete:?}, MASTER at {master:?}\n{}",
+        logs(&[&log1])
+    );
+    for inst in ["VI_1", "VI_2"] {
+        let ready = line_of(after, &["ready gate open", inst]);
+        assert!(
+            ready.is_some() && ready < master,
+            "after FAULT, {inst}: ready gate open at {ready:?}, MASTER at {master:?}\n{}",
+            logs(&[&log1])
+        );
+    }
 }

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Dir;
+use common::vrrp::log_lines;
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
 const ROUTER: &str = "192.0.2.1";
@@ -383,30 +384,10 @@ fn scrape(ns: &Netns) -> String {
     .unwrap_or_default()
 }
 
-/// `s` without terminal colour sequences (ESC [ ... m).
-fn plain(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Line number of the first line of `log` that contains every one of
 /// `words`.
 fn line_of(log: &Path, words: &[&str]) -> Option<usize> {
-    plain(&std::fs::read_to_string(log).ok()?)
-        .lines()
-        .position(|l| words.iter().all(|w| l.contains(w)))
+    common::vrrp::line_of(&log_lines(log), words)
 }
 
 /// Kills d1 like a dead host: SIGKILL, link down; waits for d2 to take
@@ -754,8 +735,8 @@ fn a_master_back_from_fault_resynchronises_before_it_takes_over() {
     );
     // Out of FAULT it asked for the table again, and had it before it
     // became MASTER.
-    let text = plain(&std::fs::read_to_string(&log1).unwrap());
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = log_lines(&log1);
+    let text = lines.join("\n");
     let after = |words: &[&str]| {
         lines
             .iter()

@@ -115,3 +115,30 @@ pub fn takeover_bound(advert_ms: u64, backup_priority: u64) -> Duration {
     let skew = (256 - backup_priority) * advert_ms / 256;
     Duration::from_millis(3 * advert_ms + skew + 200)
 }
+
+/// The lines of a daemon's log, without terminal colour sequences
+/// (ESC [ ... m); empty when the file cannot be read.
+pub fn log_lines(log: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.lines().map(str::to_string).collect()
+}
+
+/// Index of the first of `lines` that contains every one of `words`.
+pub fn line_of(lines: &[String], words: &[&str]) -> Option<usize> {
+    lines
+        .iter()
+        .position(|l| words.iter().all(|w| l.contains(w)))
+}
