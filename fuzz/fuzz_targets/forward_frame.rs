@@ -1,6 +1,7 @@
 //! Arbitrary frames into the packet forwarder (and the real-server
 //! decapsulator): never a panic, and a frame to send always fits the output
-//! buffer. The first byte chooses the receive flags and the output buffer
+//! buffer, and a frame to fragment is cut into fragments that fit the
+//! MTU. The first byte chooses the receive flags and the output buffer
 //! size; the rest is the frame.
 #![no_main]
 
@@ -168,8 +169,32 @@ fuzz_target!(|data: &[u8]| {
                     let _ = rvs_forward::decapsulate(&out[14..len], &[6080]);
                 }
             }
+            Verdict::Fragment { len, mtu, .. } => {
+                assert!(len <= out.len());
+                fragments(&out[..len], mtu, true);
+            }
             _ => {}
         }
     }
     let _ = rvs_forward::decapsulate(frame, &[6080]);
+    // The cutter alone, on any frame and a small MTU chosen by `ctl`.
+    fragments(frame, 68 + u16::from(ctl >> 2) * 8, false);
 });
+
+/// Cuts `frame` for `mtu`: every fragment fits the MTU (after its
+/// Ethernet header) and the buffer; for a frame the forwarder asked to
+/// fragment there is at least one fragment.
+fn fragments(frame: &[u8], mtu: u16, must: bool) {
+    let Some(mut frags) = rvs_forward::Fragments::new(frame, mtu) else {
+        assert!(!must, "the forwarder asked for fragments the cutter refuses");
+        return;
+    };
+    let mut buf = vec![0u8; frags.max_frame_len()];
+    let mut n = 0;
+    while let Some(k) = frags.next_into(&mut buf) {
+        assert!(k <= buf.len() && k <= 14 + usize::from(mtu));
+        n += 1;
+        assert!(n <= 65_536, "no end to the fragments");
+    }
+    assert!(n >= 1);
+}

@@ -601,14 +601,38 @@ impl BatchCounts {
     }
 }
 
+/// Queues one frame on a transmit queue (either backend's), kicking the
+/// queue once when it is full.
+macro_rules! push_frame {
+    ($tx:expr, $frame:expr, $n:expr) => {{
+        let frame: &[u8] = $frame;
+        if frame.len() > $tx.max_frame() {
+            $n.tx_too_big += 1;
+        } else {
+            let mut queued = $tx.push(frame);
+            if !queued {
+                let _ = $tx.flush();
+                queued = $tx.push(frame);
+            }
+            if queued {
+                $n.tx_frames += 1;
+            } else {
+                $n.tx_ring_full += 1;
+            }
+        }
+    }};
+}
+
 /// Forwards one received frame (a macro rather than a generic function:
 /// both backends' transmit slots borrow their queue, which a generic
-/// signature cannot express without tying the borrows together): the forwarder writes the frame to send
-/// straight into a free slot of the queue the previous frame went out on
-/// (`likely`), and a frame for another interface is copied to that
-/// interface's queue.
+/// signature cannot express without tying the borrows together): the
+/// forwarder writes the frame to send straight into a free slot of the
+/// queue the previous frame went out on (`likely`), and a frame for
+/// another interface is copied to that interface's queue. A frame to
+/// fragment ([`Verdict::Fragment`], the slow path) is copied out and cut
+/// one fragment at a time into `frag`.
 macro_rules! forward_one {
-    ($fwd:expr, $neigh:expr, $frame:expr, $rxm:expr, $txs:expr, $ifindexes:expr, $likely:expr, $out:expr, $now:expr, $n:expr) => {
+    ($fwd:expr, $neigh:expr, $frame:expr, $rxm:expr, $txs:expr, $ifindexes:expr, $likely:expr, $out:expr, $frag:expr, $now:expr, $n:expr) => {
         'frame: {
             let fits = $frame.len() + rvs_forward::MAX_ENCAP_OVERHEAD <= $txs[$likely].max_frame();
             let mut slot = if fits { $txs[$likely].slot() } else { None };
@@ -617,8 +641,11 @@ macro_rules! forward_one {
                 None => &mut *$out,
             };
             let v = $fwd.process($frame, $rxm, buf, $neigh, $now);
-            let (iface, len) = match v {
-                Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => (iface, len),
+            let (iface, len, mtu) = match v {
+                Verdict::Forward { iface, len } | Verdict::Reply { iface, len } => {
+                    (iface, len, None)
+                }
+                Verdict::Fragment { iface, len, mtu } => (iface, len, Some(mtu)),
                 Verdict::NeedNeighbour { ip, .. } => {
                     $neigh.want(ip);
                     break 'frame;
@@ -629,31 +656,26 @@ macro_rules! forward_one {
                 break 'frame;
             };
             if let Some(mut s) = slot {
-                if j == $likely {
+                if j == $likely && mtu.is_none() {
                     s.commit(len);
                     $n.tx_frames += 1;
                     break 'frame;
                 }
-                // Another interface: the slot stays free, the frame
-                // is copied.
+                // Another interface, or fragments to cut: the slot stays
+                // free, the frame is copied.
                 $out[..len].copy_from_slice(&s.buf()[..len]);
             }
             $likely = j;
             let tx = &mut $txs[j];
-            if len > tx.max_frame() {
-                $n.tx_too_big += 1;
-                break 'frame;
-            }
-            let mut queued = tx.push(&$out[..len]);
-            if !queued {
-                // Full: kick what is queued and try once more.
-                let _ = tx.flush();
-                queued = tx.push(&$out[..len]);
-            }
-            if queued {
-                $n.tx_frames += 1;
-            } else {
-                $n.tx_ring_full += 1;
+            match mtu {
+                None => push_frame!(tx, &$out[..len], $n),
+                Some(mtu) => {
+                    if let Some(mut frags) = rvs_forward::Fragments::new(&$out[..len], mtu) {
+                        while let Some(k) = frags.next_into(&mut $frag[..]) {
+                            push_frame!(tx, &$frag[..k], $n);
+                        }
+                    }
+                }
             }
         }
     };
@@ -672,6 +694,8 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>, busy_poll: Duration) {
         fds.push(fd);
     }
     let mut out = vec![0u8; 65_536 + rvs_forward::MAX_ENCAP_OVERHEAD];
+    // One fragment at a time (at most the route's MTU and a header).
+    let mut fragment = vec![0u8; 65_536 + 14];
     // The transmit ring the last frame went out on: the next frame is
     // forwarded straight into a slot of it, and copied only when it goes
     // out elsewhere.
@@ -727,6 +751,7 @@ fn worker(inner: &Inner, mut socks: Vec<PacketSocket>, busy_poll: Duration) {
                     ifindexes,
                     likely,
                     out,
+                    fragment,
                     now,
                     n
                 );
@@ -799,6 +824,8 @@ fn worker_xdp(
     }
     let mut drops_seen = vec![0u64; fds.len()];
     let mut out = vec![0u8; 65_536 + rvs_forward::MAX_ENCAP_OVERHEAD];
+    // One fragment at a time (at most the route's MTU and a header).
+    let mut fragment = vec![0u8; 65_536 + 14];
     let mut likely = 0usize;
     let mut last_stats = Instant::now();
     while !inner.stop.load(Ordering::Relaxed) {
@@ -848,6 +875,7 @@ fn worker_xdp(
                     ifindexes,
                     likely,
                     out,
+                    fragment,
                     now,
                     n
                 );

@@ -260,3 +260,123 @@ fn tunnel_round_robin_through_userspace_decapsulators() {
         );
     }
 }
+
+/// A datagram bigger than the real servers' segment (MTU 1280 on the
+/// director's private interface) and sent without DF is fragmented by the
+/// director, as the kernel's IPVS does: the real server's kernel reassembles
+/// every fragment into the client's datagram, byte for byte.
+#[test]
+fn nat_fragments_datagrams_without_df_for_a_smaller_mtu() {
+    if !root_or_skip("packet NAT fragmentation") {
+        return;
+    }
+    const SIZE: usize = 1400;
+    const ROUNDS: usize = 20;
+    let s = setup_with(
+        "frag",
+        &[
+            "-A -u 203.0.113.10:5353 -s rr",
+            "-a -u 203.0.113.10:5353 -r 198.51.100.21:5353 -m",
+        ],
+        |t| {
+            // Before the data plane starts: it reads the interface's MTU.
+            t.director
+                .ip(&["link", "set", DIRECTOR_PRIVATE_IF, "mtu", "1280"])
+                .unwrap();
+            // The client's datagrams leave without DF.
+            t.client.sysctl("net.ipv4.ip_no_pmtu_disc", "1").unwrap();
+            Vec::new()
+        },
+    );
+    // The real server answers each datagram with its length and a digest.
+    // Until told to stop (or 60 s); how many datagrams it answered.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let halt = stop.clone();
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    // Bound to its private address: the answers leave from it, through
+    // the director (an unbound socket would answer from the LAN address,
+    // straight to the client).
+    let private = s.t.servers[0].private;
+    let server = s.t.servers[0].ns.thread(move || -> std::io::Result<usize> {
+        let sock = std::net::UdpSocket::bind((private, 5353))?;
+        let _ = bound_tx.send(());
+        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut buf = vec![0u8; 65_536];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut served = 0;
+        while !halt.load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            if let Ok((k, from)) = sock.recv_from(&mut buf) {
+                sock.send_to(format!("{k} {}", digest(&buf[..k])).as_bytes(), from)?;
+                served += 1;
+            }
+        }
+        Ok(served)
+    });
+    bound_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the real server's socket is bound");
+    let got =
+        s.t.client
+            .within(|| -> std::io::Result<Vec<String>> {
+                let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+                sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+                sock.connect(vip(5353))?;
+                let mut answers = Vec::new();
+                let mut buf = [0u8; 256];
+                for round in 0..ROUNDS {
+                    let msg: Vec<u8> = (0..SIZE).map(|i| (i * 7 + round) as u8).collect();
+                    // A lost datagram is sent again, at most 5 times.
+                    let mut answer = None;
+                    for _ in 0..5 {
+                        sock.send(&msg)?;
+                        if let Ok(k) = sock.recv(&mut buf) {
+                            answer = Some(String::from_utf8_lossy(&buf[..k]).into_owned());
+                            break;
+                        }
+                    }
+                    let want = format!("{SIZE} {}", digest(&msg));
+                    match answer {
+                        Some(a) if a == want => answers.push(a),
+                        other => {
+                            return Err(std::io::Error::other(format!(
+                                "round {round}: {other:?}, want {want:?}"
+                            )));
+                        }
+                    }
+                }
+                Ok(answers)
+            })
+            .unwrap()
+            .unwrap_or_else(|e| {
+                let stats = s.t.servers[0]
+                    .ns
+                    .exec("nstat", &["-az"])
+                    .unwrap_or_default();
+                let stats: Vec<&str> = stats
+                    .lines()
+                    .filter(|l| l.contains("Reasm") || l.contains("Udp") || l.contains("IpIn"))
+                    .collect();
+                panic!(
+                    "{e}; counters {:?}; the real server's IP and UDP counters {stats:?}",
+                    s.dp.counters()
+                )
+            });
+    assert_eq!(got.len(), ROUNDS);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let served = server.join().unwrap().unwrap().unwrap();
+    assert!(served >= ROUNDS, "{served} datagrams served");
+    let c = s.dp.counters();
+    assert!(
+        c.forward.fragmented >= ROUNDS as u64,
+        "every datagram went out in fragments: {c:?}"
+    );
+}
+
+/// FNV-1a of `b`: a lost, repeated or misplaced fragment changes it.
+fn digest(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

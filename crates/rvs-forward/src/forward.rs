@@ -9,12 +9,13 @@ use rvs_core::director::{
 use rvs_core::model::{Forward, Protocol, ServiceKey, Tunnel};
 use rvs_core::state::TcpFlags;
 
+use crate::fragment::options_walk;
 use crate::icmp::{IcmpError, build_error};
 use crate::reset::build_reset;
 use crate::tunnel::{self, Outer};
 use crate::wire::{
-    CsumField, ETH_HDR, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IpView, L4, PROTO_ICMP, PROTO_ICMPV6,
-    PROTO_SCTP, PROTO_TCP, PROTO_UDP, addr_bytes, be16, decrement_ttl, fill_checksum,
+    CsumField, ETH_HDR, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HDR, IpView, L4, PROTO_ICMP,
+    PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, addr_bytes, be16, decrement_ttl, fill_checksum,
     fill_sctp_checksum, parse_ip, parse_l4, replace,
 };
 
@@ -73,11 +74,12 @@ pub struct ForwarderConfig {
     /// The director of this shard.
     pub director: DirectorConfig,
     /// `pmtu_disc`: a too-big IPv4 packet with DF set for a tunnelled server
-    /// is answered with ICMP fragmentation needed. When false the kernel
-    /// would fragment it; this forwarder does not fragment and drops it
-    /// ([`DropReason::TooBig`]). Too-big IPv4 packets with DF for NAT and DR
+    /// is answered with ICMP fragmentation needed. When false the outer
+    /// packet is fragmented instead, as the kernel does
+    /// ([`Verdict::Fragment`]). Too-big IPv4 packets with DF for NAT and DR
     /// servers, and too-big IPv6 packets, are always answered (fragmentation
-    /// needed / packet too big); too-big IPv4 packets without DF are dropped.
+    /// needed / packet too big); too-big IPv4 packets without DF are
+    /// fragmented.
     pub pmtu_disc: bool,
     /// Source-port range of GUE packets (the kernel's
     /// `ip_local_port_range`, 32768..=60999 by default); the port is a hash
@@ -109,6 +111,19 @@ pub enum Verdict {
         /// Bytes of `out` that make the frame.
         len: usize,
     },
+    /// `out[..len]` is an IPv4 frame bigger than the route's `mtu` that may
+    /// be fragmented (no DF, or tunnelled with `pmtu_disc` off): send the
+    /// frames [`Fragments::new`](crate::Fragments::new)`(&out[..len], mtu)`
+    /// yields, all of them, out of `iface`. For a tunnelled packet the
+    /// outer packet is the one fragmented.
+    Fragment {
+        /// The outgoing interface.
+        iface: IfIndex,
+        /// Bytes of `out` that make the whole frame.
+        len: usize,
+        /// The route's MTU.
+        mtu: u16,
+    },
     /// Send the ICMP error or TCP reset in `out[..len]` back out of
     /// `iface`, the receiving interface (fragmentation needed, packet too
     /// big, port unreachable, time exceeded; a reset for a segment to a
@@ -135,6 +150,14 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+impl Verdict {
+    /// Whether the packet goes on towards its destination
+    /// ([`Verdict::Forward`] or [`Verdict::Fragment`]).
+    pub fn forwards(&self) -> bool {
+        matches!(self, Verdict::Forward { .. } | Verdict::Fragment { .. })
+    }
+}
+
 /// Why a frame was dropped. Each has a counter ([`Counters::drops`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -158,9 +181,11 @@ pub enum DropReason {
     /// The next hop's Ethernet address is not known yet
     /// ([`Verdict::NeedNeighbour`]).
     NoNeighbour,
-    /// Bigger than the route's MTU (after encapsulation): answered with
-    /// ICMP fragmentation needed / packet too big when allowed, else
-    /// dropped.
+    /// Bigger than the route's MTU (after encapsulation) and not to be
+    /// fragmented: answered with ICMP fragmentation needed / packet too big
+    /// when allowed, else dropped (DF packets of NAT replies and forwarded
+    /// ICMP errors, IPv4 over an IPv6 tunnel, a route MTU too small for
+    /// 8 bytes a fragment).
     TooBig,
     /// The connection table is full (a new flow was refused).
     TableFull,
@@ -250,6 +275,9 @@ pub struct Counters {
     pub resets_sent: u64,
     /// Frames left to the host ([`Verdict::Pass`]).
     pub passed: u64,
+    /// Packets forwarded as IPv4 fragments ([`Verdict::Fragment`]; also
+    /// counted as forwarded).
+    pub fragmented: u64,
     /// Dropped frames by reason ([`DropReason::index`]).
     pub drops: [u64; DropReason::COUNT],
 }
@@ -339,7 +367,7 @@ impl Forwarder {
                 self.counters.drops[DropReason::NoNeighbour.index()] += 1
             }
             // Counted where they are built (ICMP errors or resets).
-            Verdict::Reply { .. } | Verdict::Forward { .. } => {}
+            Verdict::Reply { .. } | Verdict::Forward { .. } | Verdict::Fragment { .. } => {}
         }
         v
     }
@@ -428,7 +456,7 @@ impl Forwarder {
                     Forward::Local => return Verdict::Pass,
                     Forward::Proxy => return Verdict::Drop(DropReason::UnsupportedMethod),
                 };
-                if let Verdict::Forward { .. } = v {
+                if v.forwards() {
                     self.counters.forwarded_in += 1;
                 }
                 v
@@ -483,7 +511,7 @@ impl Forwarder {
             port: t.vport,
         };
         let v = self.plain(cx, ip, Some(l4), Some(rw), ip.dst, false, nb);
-        if let Verdict::Forward { .. } = v {
+        if v.forwards() {
             self.counters.forwarded_out += 1;
         }
         v
@@ -571,7 +599,7 @@ impl Forwarder {
                 Forward::Local => return Verdict::Pass,
                 Forward::Proxy => return Verdict::Drop(DropReason::UnsupportedMethod),
             };
-            if let Verdict::Forward { .. } = v {
+            if v.forwards() {
                 self.counters.icmp_forwarded += 1;
                 self.director.count_related(conn, true, ip.len() as u32);
             }
@@ -597,7 +625,7 @@ impl Forwarder {
                 icmp: ip.l4,
             };
             let v = self.plain_icmp(cx, ip, tr, ip.dst, nb);
-            if let Verdict::Forward { .. } = v {
+            if v.forwards() {
                 self.counters.icmp_forwarded += 1;
                 self.director.count_related(conn, false, ip.len() as u32);
             }
@@ -698,9 +726,30 @@ impl Forwarder {
         }
         let mtu = usize::from(nh.mtu);
         if ip.len() + overhead > mtu {
+            // As the kernel: an IPv4 packet without DF is fragmented (the
+            // outer packet for a tunnel), and so is a tunnelled one with
+            // DF when `pmtu_disc` is off; the I/O layer cuts the frame
+            // ([`Verdict::Fragment`]). Only IPv4 packets are cut here: an
+            // IPv6 outer header (IPv4 over an IPv6 tunnel) would need a
+            // Fragment header, which this forwarder does not write.
+            let may_fragment = !ip.df || (overhead > 0 && !self.cfg.pmtu_disc);
+            if !ip.v6 && !target.is_ipv6() && may_fragment {
+                let header = if overhead > 0 {
+                    IPV4_HDR
+                } else {
+                    ip.l4 - ip.start
+                };
+                // (An outer header cannot push a packet past 65535 bytes.)
+                if mtu < header + 8 || ip.len() + overhead > usize::from(u16::MAX) {
+                    return Err(Verdict::Drop(DropReason::TooBig));
+                }
+                if overhead == 0 && !options_walk(&cx.frame[ip.start..ip.l4]) {
+                    return Err(Verdict::Drop(DropReason::BadIpHeader));
+                }
+                return Ok((nh, mac));
+            }
             // IPv6 is never fragmented on the way; IPv4 with DF is not,
-            // except that `pmtu_disc` off lets tunnels fragment (which
-            // this forwarder cannot: it drops instead).
+            // except that `pmtu_disc` off lets tunnels fragment.
             let tell = ip.v6 || (ip.df && (overhead == 0 || self.cfg.pmtu_disc));
             if icmp_ok && tell {
                 let room = mtu.saturating_sub(overhead);
@@ -766,10 +815,7 @@ impl Forwarder {
         if finish {
             finish_checksum(out, ip, l4, at(ip.start), at(ip.l4), len);
         }
-        Verdict::Forward {
-            iface: nh.iface,
-            len,
-        }
+        self.send(&nh, len)
     }
 
     /// Sends an ICMP error on with the NAT translation of its outer address
@@ -830,10 +876,7 @@ impl Forwarder {
             (src, dst, PROTO_ICMPV6)
         });
         fill_checksum(out, icmp, len, icmp + 2, pseudo, false);
-        Verdict::Forward {
-            iface: nh.iface,
-            len,
-        }
+        self.send(&nh, len)
     }
 
     /// Encapsulates the packet towards a tunnelled real server.
@@ -869,7 +912,10 @@ impl Forwarder {
             finish_checksum(out, ip, l4, inner_at, at(ip.l4), len);
         }
         let df = !ip.v6 && ip.df;
-        let id = if df {
+        // A packet cut into fragments needs an identification of its own
+        // even with DF (`pmtu_disc` off).
+        let fragmented = len - ETH_HDR > usize::from(nh.mtu);
+        let id = if df && !fragmented {
             0
         } else {
             self.ip_id = self.ip_id.wrapping_add(1);
@@ -893,9 +939,24 @@ impl Forwarder {
             ),
         };
         tunnel::write_outer(out, len, &outer);
-        Verdict::Forward {
-            iface: nh.iface,
-            len,
+        self.send(&nh, len)
+    }
+
+    /// The verdict for a frame written to `out[..len]` towards `nh`: whole,
+    /// or to be cut into fragments (the path checks allowed it).
+    fn send(&mut self, nh: &NextHop, len: usize) -> Verdict {
+        if len - ETH_HDR > usize::from(nh.mtu) {
+            self.counters.fragmented += 1;
+            Verdict::Fragment {
+                iface: nh.iface,
+                len,
+                mtu: nh.mtu,
+            }
+        } else {
+            Verdict::Forward {
+                iface: nh.iface,
+                len,
+            }
         }
     }
 }

@@ -59,6 +59,15 @@
 //!         // transmit out[..len] on iface
 //!         let _ = (iface, len);
 //!     }
+//!     Verdict::Fragment { iface, len, mtu } => {
+//!         // transmit every fragment on iface
+//!         if let Some(mut frags) = rvs_forward::Fragments::new(&out[..len], mtu) {
+//!             let mut buf = vec![0u8; frags.max_frame_len()];
+//!             while let Some(n) = frags.next_into(&mut buf) {
+//!                 let _ = (iface, &buf[..n]);
+//!             }
+//!         }
+//!     }
 //!     Verdict::NeedNeighbour { ip, iface } => {
 //!         // ask the kernel to resolve ip on iface
 //!         let _ = (ip, iface);
@@ -80,12 +89,23 @@
 //! `frame.len() + MAX_ENCAP_OVERHEAD` bytes, or ICMP errors and tunnelled
 //! packets are dropped ([`DropReason::OutputTooSmall`]).
 //!
+//! A packet that must be fragmented is still written whole into `out`
+//! ([`Verdict::Fragment`]); the I/O layer cuts it with [`Fragments`],
+//! which writes one fragment at a time into a buffer of its choosing (a
+//! transmit slot), so `out` never has to hold every fragment at once.
+//!
 //! # Fragments
-//! IPv4 fragments (MF set or a non-zero offset) and IPv6 packets with a
-//! Fragment header are dropped and counted ([`DropReason::Fragment`]):
-//! reassembly would hold per-flow buffers in the hot path, and IPVS traffic
-//! is overwhelmingly unfragmented TCP. Operators who need fragmented UDP
-//! should keep the kernel's own IPVS for that service.
+//! Received IPv4 fragments (MF set or a non-zero offset) and IPv6 packets
+//! with a Fragment header, sent to a virtual address, are dropped and
+//! counted ([`DropReason::Fragment`]): reassembly would hold per-flow
+//! buffers in the hot path, and IPVS traffic is overwhelmingly
+//! unfragmented TCP. Operators who need fragmented UDP should keep the
+//! kernel's own IPVS for that service.
+//!
+//! Sending is another matter: a whole IPv4 packet that no longer fits the
+//! outgoing route (a smaller MTU towards the real servers, a tunnel's
+//! overhead) is fragmented when it may be (see MTU below), as the kernel
+//! does; [`Fragments`] says how the fragments are cut.
 //!
 //! # Choices where IPVS leaves the userspace port to decide
 //! - **TTL / hop limit** are decremented on every forwarded packet, DR
@@ -95,9 +115,12 @@
 //!   overhead) is answered with fragmentation needed (IPv4 with DF) or packet
 //!   too big (IPv6) from the address it was sent to, quoting as much as fits
 //!   in 576 / 1280 bytes. IPv4 packets without DF, and tunnelled IPv4
-//!   packets when `pmtu_disc` is off, are dropped: this forwarder does not
-//!   fragment (the kernel would). The I/O layer must turn GSO/TSO/GRO off (or segment):
-//!   a GSO super-frame is just a too-big packet here.
+//!   packets with DF when `pmtu_disc` is off, are fragmented as the kernel
+//!   fragments them ([`Verdict::Fragment`], [`Fragments`]): NAT and DR cut
+//!   the packet itself, TUN the outer IPv4 packet; an IPv4 packet over an
+//!   IPv6 tunnel, whose outer packet would need an IPv6 Fragment header, is
+//!   dropped ([`DropReason::TooBig`]). The I/O layer must turn GSO/TSO/GRO
+//!   off (or segment): a GSO super-frame is just a too-big packet here.
 //! - **Partial checksums** (`TP_STATUS_CSUMNOTREADY`): the TCP/UDP checksum
 //!   (SCTP's CRC32c) is computed in full on the output instead of being
 //!   updated incrementally.
@@ -138,6 +161,7 @@
 mod checksum;
 mod decap;
 mod forward;
+mod fragment;
 mod icmp;
 mod reset;
 mod tunnel;
@@ -149,3 +173,4 @@ pub use forward::{
     Counters, DropReason, Forwarder, ForwarderConfig, IfIndex, MAX_ENCAP_OVERHEAD, Mac, Neighbours,
     NextHop, RxMeta, Verdict,
 };
+pub use fragment::Fragments;

@@ -48,19 +48,6 @@ fn decremented(frame: &[u8]) -> Vec<u8> {
     p
 }
 
-/// Sets or clears DF of an IPv4 frame, fixing the header checksum.
-fn set_df(frame: &mut [u8], df: bool) {
-    if df {
-        frame[20] |= 0x40;
-    } else {
-        frame[20] &= !0x40;
-    }
-    frame[24] = 0;
-    frame[25] = 0;
-    let c = rvs_forward::checksum_fold(rvs_forward::checksum_sum(0, &frame[14..34]));
-    frame[24..26].copy_from_slice(&c.to_be_bytes());
-}
-
 fn with_payload(n: usize) -> Vec<u8> {
     tcp_frame(
         (CLIENT4, 40000),
@@ -354,32 +341,9 @@ fn too_big_with_df_gets_fragmentation_needed() {
 }
 
 #[test]
-fn too_big_without_df_or_tunnelled_without_pmtu_disc_is_dropped() {
-    let mut fw = tun(VIP4, RS4, Tunnel::default());
+fn pmtu_disc_off_still_answers_df_packets_for_dr() {
     let mut big = with_payload(1490 - 40);
-    set_df(&mut big, false);
-    assert_eq!(
-        run(&mut fw, &big, CLIENT_IF, 0).0,
-        Verdict::Drop(DropReason::TooBig)
-    );
-
-    let mut fw = rvs_forward::Forwarder::new(ForwarderConfig {
-        pmtu_disc: false,
-        ..ForwarderConfig::default()
-    });
-    service(
-        &mut fw,
-        key(Protocol::Tcp, VIP4, 80),
-        dest(RS4, 80, Forward::Tunnel(Tunnel::default())),
-    );
     set_df(&mut big, true);
-    assert_eq!(
-        run(&mut fw, &big, CLIENT_IF, 0).0,
-        Verdict::Drop(DropReason::TooBig)
-    );
-    assert_eq!(fw.counters().dropped(DropReason::TooBig), 1);
-    assert_eq!(fw.counters().icmp_sent, 0);
-
     // pmtu_disc only concerns tunnels: DR still answers DF packets.
     let mut fw = rvs_forward::Forwarder::new(ForwarderConfig {
         pmtu_disc: false,

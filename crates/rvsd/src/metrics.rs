@@ -200,6 +200,7 @@ impl Collector for PacketCollector {
             ("icmp_forwarded", f.icmp_forwarded),
             ("icmp_sent", f.icmp_sent),
             ("resets_sent", f.resets_sent),
+            ("fragmented", f.fragmented),
             ("passed", f.passed),
             ("transmitted", c.tx_frames),
         ]

@@ -236,10 +236,64 @@ pub fn run_meta(
     let mut out = vec![0u8; frame.len() + MAX_ENCAP_OVERHEAD];
     let v = fw.process(frame, m, &mut out, nb, now);
     let bytes = match v {
-        Verdict::Forward { len, .. } | Verdict::Reply { len, .. } => out[..len].to_vec(),
+        Verdict::Forward { len, .. }
+        | Verdict::Reply { len, .. }
+        | Verdict::Fragment { len, .. } => out[..len].to_vec(),
         _ => Vec::new(),
     };
     (v, bytes)
+}
+
+/// To be sent out of `iface` as fragments: returns the whole frame and the
+/// frames `rvs_forward::Fragments` cuts it into.
+#[track_caller]
+pub fn fragmented(r: (Verdict, Vec<u8>), iface: u32, mtu: u16) -> (Vec<u8>, Vec<Vec<u8>>) {
+    match r.0 {
+        Verdict::Fragment {
+            iface: i,
+            len,
+            mtu: m,
+        } => {
+            assert_eq!(i, iface, "outgoing interface");
+            assert_eq!(m, mtu, "route MTU");
+            assert_eq!(len, r.1.len());
+            let frags = cut(&r.1, mtu);
+            (r.1, frags)
+        }
+        other => panic!("expected Fragment, got {other:?}"),
+    }
+}
+
+/// The frames `rvs_forward::Fragments` makes of `frame` for `mtu`.
+#[track_caller]
+pub fn cut(frame: &[u8], mtu: u16) -> Vec<Vec<u8>> {
+    let mut f = rvs_forward::Fragments::new(frame, mtu).expect("a fragmentable frame");
+    let mut buf = vec![0u8; f.max_frame_len()];
+    let count = f.count();
+    let mut all = Vec::new();
+    while let Some(n) = f.next_into(&mut buf) {
+        assert!(
+            n - 14 <= usize::from(mtu),
+            "fragment of {n} bytes over MTU {mtu}"
+        );
+        all.push(buf[..n].to_vec());
+    }
+    assert_eq!(all.len(), count, "Fragments::count");
+    all
+}
+
+/// Sets or clears DF of an IPv4 frame, fixing the header checksum.
+pub fn set_df(frame: &mut [u8], df: bool) {
+    if df {
+        frame[20] |= 0x40;
+    } else {
+        frame[20] &= !0x40;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    frame[24] = 0;
+    frame[25] = 0;
+    let c = rvs_forward::checksum_fold(rvs_forward::checksum_sum(0, &frame[14..14 + ihl]));
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Sent out of `iface`: returns the frame.
