@@ -456,19 +456,14 @@ pub(crate) fn start_sync(
         .followed(&cfg.vrrp_instances)
         .unwrap_or_default()
         .to_string();
-    let gated = gated_instances(cfg);
     let (syncd, spec) = (syncd.clone(), spec.clone());
-    let last = std::sync::Mutex::new(std::collections::HashMap::new());
+    // One lock for the whole hook: see `FaultResync`.
+    let seen = std::sync::Mutex::new(FaultResync::new(gated_instances(cfg)));
     Ok(Some(Arc::new(
         move |name: &str, state: rvs_core::vrrp::VrrpState| {
-            use rvs_core::vrrp::VrrpState;
-            let from = last
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.to_string(), state)
-                .unwrap_or(VrrpState::Initialize);
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             if name == followed {
-                let (want, other) = if state == VrrpState::Master {
+                let (want, other) = if state == rvs_core::vrrp::VrrpState::Master {
                     (Role::Master, Role::Backup)
                 } else {
                     (Role::Backup, Role::Master)
@@ -480,19 +475,56 @@ pub(crate) fn start_sync(
                     tracing::error!(error = %e, role = want.name(), "cannot start the sync daemon");
                 }
             }
-            // Back from FAULT the table missed the sync messages of the
-            // meantime: fetch it again before the instance may preempt.
-            // Whichever gated member leaves FAULT first closes the gate,
-            // from its own thread before it looks at the gate again, so
-            // that no member of the group reads the last run's "open".
-            if gated.iter().any(|g| g == name)
-                && from == VrrpState::Fault
-                && state == VrrpState::Backup
-            {
+            if seen.observe(name, state) {
+                // Closes the gate while the lock is held, so that a member
+                // leaving FAULT at the same moment waits here and then
+                // reads "closed", never the last run's "open".
                 syncd.resync();
             }
         },
     )))
+}
+
+/// Decides when leaving FAULT calls for a new resynchronisation: the table
+/// missed the sync messages of the meantime, so it is fetched again before
+/// the gated instances may preempt. Only the first gated member to leave
+/// FAULT asks. A sync group's members follow their first a few
+/// milliseconds apart; a later member that asked again would close the
+/// gate after that resynchronisation had ended, and hold itself back while
+/// its peers preempt.
+struct FaultResync {
+    gated: Vec<String>,
+    last: std::collections::HashMap<String, rvs_core::vrrp::VrrpState>,
+    /// A gated member went to FAULT since the last resynchronisation.
+    stale: bool,
+}
+
+impl FaultResync {
+    fn new(gated: Vec<String>) -> Self {
+        Self {
+            gated,
+            last: std::collections::HashMap::new(),
+            stale: false,
+        }
+    }
+
+    /// Records `name`'s new state; true when it must resynchronise now.
+    fn observe(&mut self, name: &str, state: rvs_core::vrrp::VrrpState) -> bool {
+        use rvs_core::vrrp::VrrpState;
+        let from = self.last.insert(name.to_string(), state);
+        if !self.gated.iter().any(|g| g == name) {
+            return false;
+        }
+        if state == VrrpState::Fault {
+            self.stale = true;
+            return false;
+        }
+        let ask = from == Some(VrrpState::Fault) && state == VrrpState::Backup && self.stale;
+        if ask {
+            self.stale = false;
+        }
+        ask
+    }
 }
 
 /// Starts the packet data plane for a loaded configuration.
@@ -802,7 +834,8 @@ fn reload(
 
 #[cfg(test)]
 mod tests {
-    use super::gated_instances;
+    use super::{FaultResync, gated_instances};
+    use rvs_core::vrrp::VrrpState::{Backup, Fault, Initialize, Master};
 
     const INSTANCES: &str = r#"
 [dataplane]
@@ -845,5 +878,35 @@ virtual_ipaddress = ["192.0.2.200/24"]
         assert_eq!(gated(&format!("{on}{other}")), ["VI_2"]);
         let fixed = "[sync]\nrole = \"backup\"\ninterface = \"eth1\"\nresync = true\n";
         assert!(gated(fixed).is_empty(), "no VRRP instance to hold back");
+    }
+
+    #[test]
+    fn only_the_first_gated_member_back_from_fault_resynchronises() {
+        let mut r = FaultResync::new(vec!["VI_1".into(), "VI_2".into()]);
+        for (name, state) in [("VI_1", Initialize), ("VI_2", Initialize)] {
+            assert!(!r.observe(name, state));
+        }
+        assert!(
+            !r.observe("VI_1", Backup),
+            "startup is not a return from FAULT"
+        );
+        assert!(!r.observe("VI_2", Backup));
+        assert!(!r.observe("VI_3", Fault), "not gated");
+        assert!(!r.observe("VI_3", Backup));
+        // The group goes to FAULT and comes back, VI_2 first.
+        assert!(!r.observe("VI_2", Fault));
+        assert!(!r.observe("VI_1", Fault));
+        assert!(r.observe("VI_2", Backup), "the first one back asks");
+        assert!(
+            !r.observe("VI_1", Backup),
+            "the second must not close the gate again"
+        );
+        assert!(!r.observe("VI_1", Master));
+        assert!(!r.observe("VI_2", Master));
+        // A lone member's FAULT (no group) still asks on its way back.
+        assert!(!r.observe("VI_1", Fault));
+        assert!(r.observe("VI_1", Backup));
+        // MASTER to BACKUP is no return from FAULT.
+        assert!(!r.observe("VI_2", Backup));
     }
 }

@@ -5,12 +5,13 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::Dir;
+use common::logs;
+use common::pair::{Lan, has_addr};
 use common::vrrp::{Observer, first_from, last_from, takeover_bound};
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
@@ -18,81 +19,8 @@ const VIP: &str = "192.0.2.100";
 /// The third host's address: the observer of the timed tests.
 const OBSERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 
-/// Namespaces on one bridge: a switch namespace holding the bridge, and
-/// hosts with `eth0` at 192.0.2.(i+1)/24.
-struct Lan {
-    // Hosts first: they are deleted before the switch.
-    hosts: Vec<Netns>,
-    _switch: Netns,
-}
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "fo{tag}{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-impl Lan {
-    fn new(tag: &str, hosts: usize) -> Lan {
-        let base = unique(tag);
-        let switch = Netns::new(&format!("{base}sw")).unwrap();
-        switch
-            .ip(&[
-                "link",
-                "add",
-                "br0",
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ])
-            .unwrap();
-        switch.ip(&["link", "set", "br0", "up"]).unwrap();
-        let mut hs = Vec::new();
-        for i in 0..hosts {
-            let h = Netns::new(&format!("{base}h{i}")).unwrap();
-            let port = format!("p{i}");
-            switch
-                .ip(&[
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    h.name(),
-                ])
-                .unwrap();
-            switch
-                .ip(&["link", "set", &port, "master", "br0", "up"])
-                .unwrap();
-            h.ip(&[
-                "addr",
-                "add",
-                &format!("192.0.2.{}/24", i + 1),
-                "dev",
-                "eth0",
-            ])
-            .unwrap();
-            h.ip(&["link", "set", "eth0", "up"]).unwrap();
-            hs.push(h);
-        }
-        Lan {
-            hosts: hs,
-            _switch: switch,
-        }
-    }
-}
-
 fn has_vip(ns: &Netns) -> bool {
-    ns.ip(&["-j", "addr", "show", "dev", "eth0"])
-        .is_ok_and(|s| s.contains(&format!("\"local\":\"{VIP}\"")))
+    has_addr(ns, "eth0", VIP)
 }
 
 fn rvsd_config(priority: u8, advert_int: &str) -> String {
@@ -155,19 +83,6 @@ fn start_keepalived(ns: &Netns, dir: &Dir, name: &str, priority: u8) -> (ChildGu
     (ChildGuard(child), log)
 }
 
-fn logs(paths: &[&Path]) -> String {
-    paths
-        .iter()
-        .map(|p| {
-            format!(
-                "--- {}\n{}",
-                p.display(),
-                std::fs::read_to_string(p).unwrap_or_default()
-            )
-        })
-        .collect()
-}
-
 fn keepalived_or_skip(test: &str) -> bool {
     if rvs_testkit::have("keepalived") {
         return true;
@@ -188,7 +103,7 @@ fn rvsd_preempts_keepalived() {
     {
         return;
     }
-    let lan = Lan::new("a", 2);
+    let lan = Lan::new("fo", "a", 2);
     let dir = Dir::new();
     let (k, r) = (&lan.hosts[0], &lan.hosts[1]);
     let (_ka, klog) = start_keepalived(k, &dir, "ka", 100);
@@ -217,7 +132,7 @@ fn keepalived_preempts_rvsd() {
     {
         return;
     }
-    let lan = Lan::new("b", 2);
+    let lan = Lan::new("fo", "b", 2);
     let dir = Dir::new();
     let (k, r) = (&lan.hosts[0], &lan.hosts[1]);
     let (mut rvsd, rlog) = start_rvsd(r, &dir, "rvsd", &rvsd_config(100, "0.2"));
@@ -249,7 +164,7 @@ fn backup_rvsd_takes_over_within_the_bound() {
     if !root_or_skip("backup_rvsd_takes_over_within_the_bound") {
         return;
     }
-    let lan = Lan::new("c", 3);
+    let lan = Lan::new("fo", "c", 3);
     let dir = Dir::new();
     let (m, b, obs) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
     let observer = Observer::start(obs, &[OBSERVER]);
@@ -326,7 +241,7 @@ fn sigterm_hands_over_after_the_skew_time() {
     if !root_or_skip("sigterm_hands_over_after_the_skew_time") {
         return;
     }
-    let lan = Lan::new("d", 3);
+    let lan = Lan::new("fo", "d", 3);
     let dir = Dir::new();
     let (m, b, obs) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
     let observer = Observer::start(obs, &[OBSERVER]);
@@ -379,7 +294,7 @@ fn a_tracked_service_below_quorum_is_fault() {
     if !root_or_skip("a_tracked_service_below_quorum_is_fault") {
         return;
     }
-    let lan = Lan::new("e", 1);
+    let lan = Lan::new("fo", "e", 1);
     let dir = Dir::new();
     let h = &lan.hosts[0];
     let config = format!(

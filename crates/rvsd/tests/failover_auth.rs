@@ -6,100 +6,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::Dir;
+use common::logs;
+use common::pair::{Lan, has_addr};
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
 const VIP: &str = "192.0.2.110";
 /// `/metrics` of rvsd, inside its namespace.
 const METRICS: &str = "127.0.0.1:9910";
 
-struct Lan {
-    // Hosts first: they are deleted before the switch.
-    hosts: Vec<Netns>,
-    _switch: Netns,
-}
-
-impl Lan {
-    fn new(tag: &str) -> Lan {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let base = format!(
-            "fa{tag}{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let switch = Netns::new(&format!("{base}sw")).unwrap();
-        switch
-            .ip(&[
-                "link",
-                "add",
-                "br0",
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ])
-            .unwrap();
-        switch.ip(&["link", "set", "br0", "up"]).unwrap();
-        let mut hosts = Vec::new();
-        for i in 0..2 {
-            let h = Netns::new(&format!("{base}h{i}")).unwrap();
-            let port = format!("p{i}");
-            switch
-                .ip(&[
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    h.name(),
-                ])
-                .unwrap();
-            switch
-                .ip(&["link", "set", &port, "master", "br0", "up"])
-                .unwrap();
-            h.ip(&[
-                "addr",
-                "add",
-                &format!("192.0.2.{}/24", i + 1),
-                "dev",
-                "eth0",
-            ])
-            .unwrap();
-            h.ip(&["link", "set", "eth0", "up"]).unwrap();
-            hosts.push(h);
-        }
-        Lan {
-            hosts,
-            _switch: switch,
-        }
-    }
-}
-
 fn has_vip(ns: &Netns) -> bool {
-    ns.ip(&["-j", "addr", "show", "dev", "eth0"])
-        .is_ok_and(|s| s.contains(&format!("\"local\":\"{VIP}\"")))
-}
-
-fn logs(paths: &[&Path]) -> String {
-    paths
-        .iter()
-        .map(|p| {
-            format!(
-                "--- {}\n{}",
-                p.display(),
-                std::fs::read_to_string(p).unwrap_or_default()
-            )
-        })
-        .collect()
+    has_addr(ns, "eth0", VIP)
 }
 
 fn start_rvsd(
@@ -196,7 +117,7 @@ fn pass_authentication_interoperates_with_keepalived() {
     if !root_or_skip(t) || !keepalived_or_skip(t) {
         return;
     }
-    let lan = Lan::new("p");
+    let lan = Lan::new("fa", "p", 2);
     let dir = Dir::new();
     let (k, r) = (&lan.hosts[0], &lan.hosts[1]);
     let (mut ka, klog) = start_keepalived(k, &dir, "ka", 100, "s3cret");

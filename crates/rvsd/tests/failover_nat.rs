@@ -19,11 +19,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Dir;
+use common::logs;
+use common::pair::{has_addr, plug};
 use common::vrrp::{Observer, first_from, last_from, line_of, log_lines, takeover_bound};
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
@@ -77,45 +79,7 @@ struct Net {
 }
 
 fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "fn{tag}{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Connects `dev` of `host` (address `addr`) to `bridge` in the switch
-/// namespace through port `port`, with the offloads off (test-machines.md).
-fn plug(switch: &Netns, bridge: &str, port: &str, host: &Netns, dev: &str, addr: &str) {
-    switch
-        .ip(&[
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            dev,
-            "netns",
-            host.name(),
-        ])
-        .unwrap();
-    switch
-        .ip(&["link", "set", port, "master", bridge, "up"])
-        .unwrap();
-    host.ip(&["addr", "add", addr, "dev", dev]).unwrap();
-    host.ip(&["link", "set", dev, "up"]).unwrap();
-    for (ns, d) in [(host, dev), (switch, port)] {
-        ns.exec(
-            "ethtool",
-            &[
-                "-K", d, "tso", "off", "gso", "off", "gro", "off", "tx", "off",
-            ],
-        )
-        .unwrap();
-    }
+    common::pair::unique("fn", tag)
 }
 
 fn build(tag: &str) -> Net {
@@ -249,24 +213,6 @@ fn start_rvsd(
     (ChildGuard(child), sock, log)
 }
 
-fn has(ns: &Netns, dev: &str, addr: &str) -> bool {
-    ns.ip(&["-j", "addr", "show", "dev", dev])
-        .is_ok_and(|s| s.contains(&format!("\"local\":\"{addr}\"")))
-}
-
-fn logs(paths: &[&std::path::Path]) -> String {
-    paths
-        .iter()
-        .map(|p| {
-            format!(
-                "--- {}\n{}",
-                p.display(),
-                std::fs::read_to_string(p).unwrap_or_default()
-            )
-        })
-        .collect()
-}
-
 /// The real server: the long transfer (`chunks` × CHUNK bytes) on LONG to
 /// its first client, and an answer of ANSWER bytes to every short request
 /// on SHORT, until `stop` (or a minute).
@@ -388,8 +334,8 @@ fn nat_pair_fails_over(layout: Layout, tag: &str, comeback: bool) {
 
     let (mut d1, sock1, log1) = start_rvsd(&n.d1, &dir, "d1", layout, 150, comeback);
     assert!(
-        wait_for(Duration::from_secs(10), || has(&n.d1, "eth0", VIP)
-            && has(&n.d1, "eth1", GATEWAY)),
+        wait_for(Duration::from_secs(10), || has_addr(&n.d1, "eth0", VIP)
+            && has_addr(&n.d1, "eth1", GATEWAY)),
         "d1 never became master of both addresses\n{}",
         logs(&[&log1])
     );
@@ -411,7 +357,7 @@ fn nat_pair_fails_over(layout: Layout, tag: &str, comeback: bool) {
         logs(&[&log1, &log2])
     );
     assert!(
-        !has(&n.d2, "eth0", VIP) && !has(&n.d2, "eth1", GATEWAY),
+        !has_addr(&n.d2, "eth0", VIP) && !has_addr(&n.d2, "eth1", GATEWAY),
         "{}",
         logs(&[&log1, &log2])
     );
@@ -525,8 +471,8 @@ fn nat_pair_fails_over(layout: Layout, tag: &str, comeback: bool) {
         n.d1.ip(&["link", "set", dev, "down"]).unwrap();
     }
     assert!(
-        wait_for(Duration::from_secs(5), || has(&n.d2, "eth0", VIP)
-            && has(&n.d2, "eth1", GATEWAY)),
+        wait_for(Duration::from_secs(5), || has_addr(&n.d2, "eth0", VIP)
+            && has_addr(&n.d2, "eth1", GATEWAY)),
         "d2 never took both addresses\n{}",
         logs(&[&log2])
     );
@@ -710,8 +656,8 @@ fn comes_back(
     }
     let (rvsd, sock, log) = start_rvsd(&n.d1, dir, "d1b", layout, 150, true);
     let returned_at = Instant::now();
-    let both = |ns: &Netns| has(ns, "eth0", VIP) && has(ns, "eth1", GATEWAY);
-    let none = |ns: &Netns| !has(ns, "eth0", VIP) && !has(ns, "eth1", GATEWAY);
+    let both = |ns: &Netns| has_addr(ns, "eth0", VIP) && has_addr(ns, "eth1", GATEWAY);
+    let none = |ns: &Netns| !has_addr(ns, "eth0", VIP) && !has_addr(ns, "eth1", GATEWAY);
     assert!(
         wait_for(Duration::from_secs(20), || both(&n.d1) && none(&n.d2)),
         "the returning master never took both addresses back\n{}",
@@ -841,8 +787,8 @@ fn a_sync_group_goes_to_fault_and_back_together() {
             .unwrap();
         (ChildGuard(child), log)
     };
-    let both = |ns: &Netns| has(ns, "eth0", VIP) && has(ns, "eth1", GATEWAY);
-    let none = |ns: &Netns| !has(ns, "eth0", VIP) && !has(ns, "eth1", GATEWAY);
+    let both = |ns: &Netns| has_addr(ns, "eth0", VIP) && has_addr(ns, "eth1", GATEWAY);
+    let none = |ns: &Netns| !has_addr(ns, "eth0", VIP) && !has_addr(ns, "eth1", GATEWAY);
     let events = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
 
     let (_d1, log1) = start(&n.d1, "d1", 150, &notify1);
@@ -865,12 +811,12 @@ fn a_sync_group_goes_to_fault_and_back_together() {
     n.d1.ip(&["link", "set", "eth1", "down"]).unwrap();
     assert!(
         wait_for(Duration::from_secs(5), || both(&n.d2)
-            && !has(&n.d1, "eth0", VIP)),
+            && !has_addr(&n.d1, "eth0", VIP)),
         "the group did not fail over together: d1 {} {}, d2 {} {}\n{}",
-        has(&n.d1, "eth0", VIP),
-        has(&n.d1, "eth1", GATEWAY),
-        has(&n.d2, "eth0", VIP),
-        has(&n.d2, "eth1", GATEWAY),
+        has_addr(&n.d1, "eth0", VIP),
+        has_addr(&n.d1, "eth1", GATEWAY),
+        has_addr(&n.d2, "eth0", VIP),
+        has_addr(&n.d2, "eth1", GATEWAY),
         logs(&[&log1, &log2])
     );
     assert!(
@@ -887,10 +833,10 @@ fn a_sync_group_goes_to_fault_and_back_together() {
     assert!(
         wait_for(Duration::from_secs(5), || both(&n.d1) && none(&n.d2)),
         "d1 did not take both addresses back: d1 {} {}, d2 {} {}\n{}",
-        has(&n.d1, "eth0", VIP),
-        has(&n.d1, "eth1", GATEWAY),
-        has(&n.d2, "eth0", VIP),
-        has(&n.d2, "eth1", GATEWAY),
+        has_addr(&n.d1, "eth0", VIP),
+        has_addr(&n.d1, "eth1", GATEWAY),
+        has_addr(&n.d2, "eth0", VIP),
+        has_addr(&n.d2, "eth1", GATEWAY),
         logs(&[&log1, &log2])
     );
     assert!(

@@ -8,97 +8,18 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::Dir;
+use common::logs;
+use common::pair::{Lan, has_addr};
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
 const VIP: &str = "192.0.2.120";
 const VIP2: &str = "192.0.2.121";
 
-struct Lan {
-    // Hosts first: they are deleted before the switch.
-    hosts: Vec<Netns>,
-    _switch: Netns,
-}
-
-impl Lan {
-    fn new(tag: &str) -> Lan {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let base = format!(
-            "fr{tag}{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let switch = Netns::new(&format!("{base}sw")).unwrap();
-        switch
-            .ip(&[
-                "link",
-                "add",
-                "br0",
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ])
-            .unwrap();
-        switch.ip(&["link", "set", "br0", "up"]).unwrap();
-        let mut hosts = Vec::new();
-        for i in 0..2 {
-            let h = Netns::new(&format!("{base}h{i}")).unwrap();
-            let port = format!("p{i}");
-            switch
-                .ip(&[
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    h.name(),
-                ])
-                .unwrap();
-            switch
-                .ip(&["link", "set", &port, "master", "br0", "up"])
-                .unwrap();
-            h.ip(&[
-                "addr",
-                "add",
-                &format!("192.0.2.{}/24", i + 1),
-                "dev",
-                "eth0",
-            ])
-            .unwrap();
-            h.ip(&["link", "set", "eth0", "up"]).unwrap();
-            hosts.push(h);
-        }
-        Lan {
-            hosts,
-            _switch: switch,
-        }
-    }
-}
-
 fn has(ns: &Netns, vip: &str) -> bool {
-    ns.ip(&["-j", "addr", "show", "dev", "eth0"])
-        .is_ok_and(|s| s.contains(&format!("\"local\":\"{vip}\"")))
-}
-
-fn logs(paths: &[&Path]) -> String {
-    paths
-        .iter()
-        .map(|p| {
-            format!(
-                "--- {}\n{}",
-                p.display(),
-                std::fs::read_to_string(p).unwrap_or_default()
-            )
-        })
-        .collect()
+    has_addr(ns, "eth0", vip)
 }
 
 fn count(p: &Path, what: &str) -> usize {
@@ -155,7 +76,7 @@ fn sighup_moves_priority_and_addresses_without_a_restart() {
     if !root_or_skip("sighup_moves_priority_and_addresses_without_a_restart") {
         return;
     }
-    let lan = Lan::new("h");
+    let lan = Lan::new("fr", "h", 2);
     let dir = Dir::new();
     let (a, b) = (&lan.hosts[0], &lan.hosts[1]);
     let aconf = dir.file("a.toml", &config(200, &[VIP]));
@@ -286,7 +207,7 @@ fn sighup_restarts_the_sync_daemon_when_sync_changes() {
     if !root_or_skip("sighup_restarts_the_sync_daemon_when_sync_changes") {
         return;
     }
-    let lan = Lan::new("s");
+    let lan = Lan::new("fr", "s", 2);
     let dir = Dir::new();
     let ns = &lan.hosts[0];
     let conf = dir.file("s.toml", &sync_config("master", 1));

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Dir;
+use common::logs;
+use common::pair::has_addr;
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
 const ROUTER: &str = "192.0.2.1";
@@ -32,35 +34,7 @@ struct Net {
 }
 
 fn veth(host: &Netns, switch: &Netns, port: &str, addr: &str) {
-    switch
-        .ip(&[
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            host.name(),
-        ])
-        .unwrap();
-    switch
-        .ip(&["link", "set", port, "master", "br0", "up"])
-        .unwrap();
-    host.ip(&["addr", "add", addr, "dev", "eth0"]).unwrap();
-    host.ip(&["link", "set", "eth0", "up"]).unwrap();
-    for ns in [host, switch] {
-        let dev = if std::ptr::eq(ns, host) { "eth0" } else { port };
-        ns.exec(
-            "ethtool",
-            &[
-                "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off",
-            ],
-        )
-        .unwrap();
-    }
+    common::pair::plug(switch, "br0", port, host, "eth0", addr);
 }
 
 fn build() -> Net {
@@ -164,21 +138,7 @@ fn start_rvsd(
 }
 
 fn has(ns: &Netns, addr: &str) -> bool {
-    ns.ip(&["-j", "addr", "show", "dev", "eth0"])
-        .is_ok_and(|s| s.contains(&format!("\"local\":\"{addr}\"")))
-}
-
-fn logs(paths: &[&std::path::Path]) -> String {
-    paths
-        .iter()
-        .map(|p| {
-            format!(
-                "--- {}\n{}",
-                p.display(),
-                std::fs::read_to_string(p).unwrap_or_default()
-            )
-        })
-        .collect()
+    has_addr(ns, "eth0", addr)
 }
 
 #[test]

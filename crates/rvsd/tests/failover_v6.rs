@@ -9,11 +9,12 @@ use std::net::Ipv6Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Dir;
+use common::logs;
 use rvs_testkit::{ChildGuard, Netns, root_or_skip, wait_for};
 
 const VIP6: &str = "2001:db8::100";
@@ -28,12 +29,7 @@ struct Lan6 {
 }
 
 fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "f6{tag}{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    common::pair::unique("f6", tag)
 }
 
 impl Lan6 {
@@ -182,19 +178,6 @@ fn start_rvsd(ns: &Netns, dir: &Dir, name: &str, config: &str) -> (ChildGuard, P
         .spawn()
         .unwrap();
     (ChildGuard(child), log)
-}
-
-fn logs(paths: &[&Path]) -> String {
-    paths
-        .iter()
-        .map(|p| {
-            format!(
-                "--- {}\n{}",
-                p.display(),
-                std::fs::read_to_string(p).unwrap_or_default()
-            )
-        })
-        .collect()
 }
 
 fn log_has(p: &Path, what: &str) -> bool {

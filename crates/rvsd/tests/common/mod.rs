@@ -63,5 +63,21 @@ impl Drop for Dir {
     }
 }
 
+pub mod pair;
 pub mod real;
 pub mod vrrp;
+
+/// The daemons' log files, each under a `--- PATH` line: what a failed
+/// assertion prints so that the run can be understood afterwards.
+pub fn logs(paths: &[&std::path::Path]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            format!(
+                "--- {}\n{}",
+                p.display(),
+                std::fs::read_to_string(p).unwrap_or_default()
+            )
+        })
+        .collect()
+}
