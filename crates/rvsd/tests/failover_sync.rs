@@ -39,19 +39,7 @@ fn veth(host: &Netns, switch: &Netns, port: &str, addr: &str) {
 
 fn build() -> Net {
     let base = format!("fs{}", std::process::id());
-    let switch = Netns::new(&format!("{base}sw")).unwrap();
-    switch
-        .ip(&[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])
-        .unwrap();
-    switch.ip(&["link", "set", "br0", "up"]).unwrap();
+    let switch = common::pair::switch(&base);
     let n = Net {
         client: Netns::new(&format!("{base}c")).unwrap(),
         d1: Netns::new(&format!("{base}d1")).unwrap(),

@@ -35,19 +35,7 @@ fn unique(tag: &str) -> String {
 impl Lan6 {
     fn new(tag: &str, hosts: usize) -> Lan6 {
         let base = unique(tag);
-        let switch = Netns::new(&format!("{base}sw")).unwrap();
-        switch
-            .ip(&[
-                "link",
-                "add",
-                "br0",
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ])
-            .unwrap();
-        switch.ip(&["link", "set", "br0", "up"]).unwrap();
+        let switch = common::pair::switch(&base);
         let mut hs = Vec::new();
         for i in 0..hosts {
             let h = Netns::new(&format!("{base}h{i}")).unwrap();
